@@ -1,0 +1,242 @@
+"""The citkit command line: parse, build configs, call the library, print results.
+
+Every `CitkitError` becomes one line on stderr and exit code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from citkit.errors import CitkitError
+
+RUN_EPILOG = "Settings (use --set NAME=VALUE; method options as method.NAME=VALUE):\n"
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def _run_settings_help() -> str:
+    from citkit.config import describe
+    from citkit.run_config import RunConfig
+
+    rows = [r for r in describe(RunConfig) if r[0] != "method_options"]
+    return RUN_EPILOG + "\n".join(f"  {name} (default {default}): {help_}" for name, default, help_ in rows)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of settings (e.g. a preset under configs/)")
+    parser.add_argument("--stream", help="stream name or stream YAML file (default: toy)")
+    parser.add_argument("--method", help="method name (default: lora-ft; see `citkit methods`)")
+    parser.add_argument("--model", help="'tiny', a local model folder or a cached hub id")
+    parser.add_argument("--data-root", help="folder of a real stream's local data")
+    parser.add_argument("--seed", type=int, help="seed (default 0)")
+    parser.add_argument("--name", help="run name (default: <stream>-<method>-seed<seed>)")
+    parser.add_argument("--runs-dir", help="folder of run directories (default: runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override any setting")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+
+
+def _config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from citkit.run_config import build_run_config, load_config_file
+
+    base = load_config_file(args.config) if args.config else {}
+    overrides = list(args.set)
+    if args.model:
+        overrides.append(f"model.path={args.model}")
+    if args.stream:
+        overrides.append(f"stream.name={args.stream}")
+    if args.data_root:
+        overrides.append(f"stream.data_root={args.data_root}")
+    if args.quiet:
+        overrides.append("train.progress=false")
+    return build_run_config(base, overrides, method=args.method, seed=args.seed, name=args.name, runs_dir=args.runs_dir)
+
+
+def _print_result(result) -> None:  # type: ignore[no-untyped-def]
+    from citkit.report.tables import metrics_table
+
+    print(f"run directory: {result.run_dir}")
+    print(result.matrix.to_markdown())
+    print()
+    print(metrics_table(result.metrics))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from citkit.runner import run
+
+    _print_result(run(_config_from_args(args)))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from citkit.io import read_json
+    from citkit.run_config import build_run_config
+    from citkit.runner import run
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise CitkitError(f"{run_dir} is not a run directory (no config.json)")
+    saved = read_json(run_dir / "config.json")
+    saved["runs_dir"] = str(run_dir.parent)
+    saved["name"] = run_dir.name
+    config = build_run_config(saved, ["train.progress=false"] if args.quiet else [])
+    _print_result(run(config))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from citkit.eval.matrix import AccuracyMatrix
+    from citkit.report.plots import plot_matrix
+    from citkit.report.tables import metrics_table, write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "matrix.json").is_file():
+        raise CitkitError(f"{run_dir} has no matrix.json: not a run directory, or no task has finished yet")
+    matrix = AccuracyMatrix.load(run_dir)
+    report = write_report(run_dir)
+    plot_matrix(matrix, run_dir / "matrix.png", title=run_dir.name)
+    print(matrix.to_markdown())
+    print()
+    print(metrics_table(matrix.metrics()))
+    print(f"\nwrote {report} and {run_dir / 'matrix.png'}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from citkit.data.toy.world import ToyWorldConfig, export
+
+    variant = {"toy": "distinct", "toy-shared": "shared-instruction", "toy-base": "base"}.get(args.stream)
+    if variant is None:
+        raise CitkitError(f"only the toy streams can be exported (toy, toy-shared, toy-base), not {args.stream!r}")
+    path = export(ToyWorldConfig(variant, args.train_per_task, args.test_per_task, args.seed), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from citkit.data.llava_format import check_file
+    from citkit.data.streams import StreamConfig, read_stream_file, resolve_stream_file, task_files
+
+    target = Path(args.target)
+    if target.suffix == ".json" or target.suffix == ".jsonl":
+        problems = check_file(target, args.kind, args.image_root)
+    else:
+        path, root = resolve_stream_file(StreamConfig(name=args.target, data_root=args.data_root), Path(args.runs_dir) / "_data")
+        problems = []
+        for entry in read_stream_file(path)["tasks"]:
+            train_file, train_images, test_file, test_images = task_files(entry, root)
+            problems += check_file(train_file, "train", train_images, task=entry["name"])
+            problems += check_file(test_file, "test", test_images, task=entry["name"])
+    for line in problems:
+        print(line)
+    print(f"{len(problems)} problem(s) in {args.target}")
+    return 1 if problems else 0
+
+
+def cmd_model_pretrain(args: argparse.Namespace) -> int:
+    from citkit.models.pretrain import PretrainConfig, pretrain_tiny
+
+    config = PretrainConfig(steps=args.steps, seed=args.seed)
+    quality = pretrain_tiny(config, args.out, progress=not args.quiet)
+    print(f"wrote {args.out}: base-task scores {quality['scores']} (mean {quality['mean']:.1f}, "
+          f"gate {quality['quality_gate']}), {quality['train_seconds']:.0f} s of training")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from citkit.config import describe
+    from citkit.methods import METHODS
+
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        for option, default, help_ in describe(cls.config_class):
+            print(f"    method.{option} (default {default}): {help_}")
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    from citkit.data.streams import packaged_streams, stream_names
+
+    packaged = packaged_streams()
+    for name in stream_names():
+        print(f"{name}: {packaged[name] if name in packaged else 'built-in toy world'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citkit", description="Continual instruction tuning of multimodal LLMs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a stream with a method", epilog=_run_settings_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted run after its last finished task")
+    p.add_argument("run_dir")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("report", help="write report.md and matrix.png of a run directory and print its metrics")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="export the toy world; check data files and streams").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("export", help="write a toy stream as LLaVA-format JSON + PNG files")
+    p.add_argument("--stream", default="toy", help="toy, toy-shared or toy-base")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-per-task", type=int, default=1000)
+    p.add_argument("--test-per-task", type=int, default=200)
+    p.set_defaults(func=cmd_data_export)
+    p = data.add_parser("check", help="validate a LLaVA-format file or a whole stream; list every problem")
+    p.add_argument("target", help="a .json/.jsonl data file, a stream name or a stream YAML file")
+    p.add_argument("--kind", choices=["train", "test"], default="train", help="layout of a single file")
+    p.add_argument("--image-root", help="folder the file's image paths are relative to")
+    p.add_argument("--data-root", help="folder of a stream's data")
+    p.add_argument("--runs-dir", default="runs")
+    p.set_defaults(func=cmd_data_check)
+
+    model = sub.add_parser("model", help="build the tiny base model").add_subparsers(dest="model_command", required=True)
+    p = model.add_parser("pretrain", help="build and pretrain the tiny toy model (quality-gated), save it")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_model_pretrain)
+
+    p = sub.add_parser("methods", help="list methods and their options")
+    p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("streams", help="list known streams")
+    p.set_defaults(func=cmd_streams)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except CitkitError as error:
+        print(f"citkit: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("citkit: interrupted; `citkit resume RUN_DIR` continues after the last finished task", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

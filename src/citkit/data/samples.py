@@ -1,0 +1,78 @@
+"""Samples, tasks and streams: the data vocabulary of citkit.
+
+A *sample* is one record of a data file: an image (or none) and a conversation. A training sample's
+conversation alternates user and assistant turns (loss goes on the assistant turns only); a test
+sample has one user turn and a reference `answer`. A *task* is a named pair of train and test sample
+lists with the scorer that judges its answers. A *stream* is the ordered list of tasks of a continual
+run. Sample ids travel from the data file to the prediction file to the scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation. `text` may contain the image placeholder `<image>`."""
+
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One record: a conversation about zero or more images, and for tests the reference answer(s).
+
+    Attributes:
+        id: unique within its file; predictions and scores are joined on it.
+        images: absolute paths of the images, in placeholder order.
+        turns: the conversation; a test sample has the prompt only.
+        answer: reference answer of a test sample (None for training samples).
+        answers: all references when a dataset gives several (VQA accuracy); else (answer,).
+        task: name of the task the sample belongs to.
+    """
+
+    id: str
+    images: tuple[Path, ...]
+    turns: tuple[Turn, ...]
+    answer: str | None = None
+    answers: tuple[str, ...] = ()
+    task: str = ""
+
+    @property
+    def prompt(self) -> str:
+        """Text of the first user turn (the question of a test sample)."""
+        return next(t.text for t in self.turns if t.role == "user")
+
+
+@dataclass
+class Task:
+    """One task of a stream: training samples, test samples and how answers are judged."""
+
+    name: str
+    train: list[Sample]
+    test: list[Sample]
+    scorer: str = "exact"
+    max_new_tokens: int = 16
+    description: str = ""
+
+
+@dataclass
+class Stream:
+    """An ordered list of tasks; the continual run visits them in order."""
+
+    name: str
+    tasks: list[Task]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def __len__(self) -> int:
+        return len(self.tasks)

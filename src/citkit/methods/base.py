@@ -1,0 +1,135 @@
+"""The method interface: a small object whose hooks the engine calls at named moments.
+
+Order of calls in a run (see docs/architecture.md):
+
+    attach(model)                          once, before the first task: add adapters / experts
+    resume(model, finished)                once, when a run continues: rebuild per-task structure
+    for each task:
+        training_samples(task, previous)   which samples to train on (replay, joint)
+        before_task(task, model)           snapshot weights, add this task's adapter, similarities
+        for each step:
+            loss(batch, outputs, model)    extra loss terms, returned by name (the engine sums them)
+            after_step(model)              after the optimizer update
+        after_task(task, model)            importances, anchors, merging
+    route(batch, model)                    at inference: a context in which the model routes per sample
+
+Methods never call `backward()` or `optimizer.step()`: the engine owns the step, so mixed precision,
+gradient accumulation and multi-GPU work the same for every method. State that crosses tasks goes
+through `state_dict()` (tensors, saved with safetensors) and `extra_state()` (JSON).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from citkit.models.lora import AdapterConfig, add_lora
+from citkit.registry import Registry
+
+if TYPE_CHECKING:
+    from citkit.data.samples import Sample
+    from citkit.engine.task_data import TaskData
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Methods without options use this empty config."""
+
+
+class Method:
+    """Base class: every hook is a no-op, so a method overrides only what it needs."""
+
+    config_class: ClassVar[type] = MethodConfig
+    trains: ClassVar[bool] = True            # False for zero-shot: the engine skips training
+    supports_federated: ClassVar[bool] = False
+    needs_task_id: ClassVar[bool] = False    # True only for oracle methods
+
+    def __init__(self, config: Any = None, adapter: AdapterConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        self.adapter = adapter or AdapterConfig()
+
+    # --- structure ---
+    def attach(self, model: nn.Module) -> nn.Module:
+        """Called once before the first task; default: one LoRA adapter on the language model."""
+        return add_lora(model, self.adapter)
+
+    def resume(self, model: nn.Module, finished: list[str]) -> nn.Module:
+        """Rebuild per-task structure (e.g. one adapter per finished task) before weights are loaded."""
+        return model
+
+    # --- training ---
+    def training_samples(self, task: TaskData, previous: list[TaskData]) -> list[Sample]:
+        """The samples to train on for `task`; `previous` are the earlier tasks of the stream."""
+        return task.train
+
+    def before_task(self, task: TaskData, model: nn.Module) -> None:
+        """Called before training on `task`."""
+
+    def loss(self, batch: dict[str, Tensor], outputs: Any, model: nn.Module) -> dict[str, Tensor]:
+        """Extra loss terms, by name; the engine adds them to the cross-entropy and logs each one."""
+        return {}
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimizer update."""
+
+    def after_task(self, task: TaskData, model: nn.Module) -> None:
+        """Called after training on `task`, before evaluation."""
+
+    # --- inference ---
+    def route(self, batch: dict[str, Tensor], model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        """A context inside which `model` processes `batch` (per-sample routing); default: nothing."""
+        return contextlib.nullcontext()
+
+    # --- state ---
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no tensor state but got {sorted(state)[:3]}")
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-serialisable state (counters, sample ids)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `extra_state`."""
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str):  # type: ignore[no-untyped-def]
+    """Class decorator: make a method selectable by `name`."""
+
+    def decorator(cls: type[Method]) -> type[Method]:
+        cls.name = name  # type: ignore[attr-defined]
+        return METHODS.register(name)(cls)
+
+    return decorator
+
+
+def prefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {prefix + k: v for k, v in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def snapshot_trainable(model: nn.Module) -> dict[str, Tensor]:
+    """Detached copies of the trainable parameters, by name."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def iter_trainable(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in tensors.items()}

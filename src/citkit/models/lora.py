@@ -1,0 +1,81 @@
+"""LoRA helpers on top of peft: language-model targets per architecture, and adding adapters.
+
+peft matches `target_modules` names anywhere in the model, so a plain ["q_proj", "v_proj"] would also
+wrap the vision tower's attention. citkit targets the language model explicitly with a regex built
+from a per-architecture module prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from citkit.errors import ConfigError
+
+# Module path prefix of the language model inside each image-text-to-text architecture (transformers 5).
+LANGUAGE_MODEL_PREFIX: dict[str, str] = {
+    "llava": r"model\.language_model",
+    "llava_next": r"model\.language_model",
+    "llava_onevision": r"model\.language_model",
+    "qwen2_vl": r"model\.language_model",
+    "qwen2_5_vl": r"model\.language_model",
+    "idefics3": r"model\.text_model",
+    "paligemma": r"model\.language_model",
+}
+PROJECTOR_NAME: dict[str, str] = {"llava": "multi_modal_projector", "llava_next": "multi_modal_projector",
+                                  "llava_onevision": "multi_modal_projector"}
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """The LoRA every method builds on (He et al. 2023 / HiDe-LLaVA setting unless changed)."""
+
+    rank: int = field(default=8, metadata={"help": "LoRA rank r."})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; the papers use 2r."})
+    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: tuple[str, ...] = field(default=DEFAULT_TARGETS, metadata={"help": (
+        "Linear layers of the language model to adapt (names inside a decoder block).")})
+    train_projector: bool = field(default=False, metadata={"help": "Also train the vision-language projector."})
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ConfigError(f"adapter.rank must be >= 1, got {self.rank}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ConfigError("adapter.target_modules is empty; name at least one linear layer, e.g. q_proj")
+
+
+def model_type(model: torch.nn.Module) -> str:
+    return str(getattr(getattr(model, "config", None), "model_type", ""))
+
+
+def target_regex(model: torch.nn.Module, modules: tuple[str, ...]) -> str:
+    """A peft `target_modules` regex that matches `modules` inside the language model only."""
+    kind = model_type(model)
+    prefix = LANGUAGE_MODEL_PREFIX.get(kind)
+    if prefix is None:
+        raise ConfigError(f"no language-model prefix known for model type {kind!r}; known: "
+                          f"{', '.join(sorted(LANGUAGE_MODEL_PREFIX))}")
+    return rf".*{prefix}\..*\.({'|'.join(modules)})"
+
+
+def lora_config(model: torch.nn.Module, adapter: AdapterConfig) -> LoraConfig:
+    saved = [PROJECTOR_NAME[model_type(model)]] if adapter.train_projector and model_type(model) in PROJECTOR_NAME else None
+    return LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                      target_modules=target_regex(model, adapter.target_modules), modules_to_save=saved)
+
+
+def add_lora(model: torch.nn.Module, adapter: AdapterConfig, name: str = "default") -> PeftModel:
+    """Wrap `model` with one LoRA adapter named `name` (or add it to an existing peft model)."""
+    if isinstance(model, PeftModel):
+        model.add_adapter(name, lora_config(model.get_base_model(), adapter))
+        return model
+    return get_peft_model(model, lora_config(model, adapter), adapter_name=name)
+
+
+def trainable_parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

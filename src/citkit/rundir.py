@@ -1,0 +1,99 @@
+"""The run directory: the only state of a continual run.
+
+```
+runs/<name>/
+  config.json              resolved configuration (resume refuses a different one)
+  environment.json         versions, device, seed
+  matrix.json, matrix.csv  accuracy matrix, rows 0..T; a complete row marks a finished task
+  metrics.json             MFT, MFN, MAA, BWT, Forgetting, FWT
+  tasks.json               per task: steps, seconds, trainable parameters, loss log, eval time
+  predictions/row_<t>.jsonl  per-sample predictions after task t (row 0 = base model)
+  checkpoints/task_<t>/    adapter.safetensors, method.safetensors, method.json
+  report.md, matrix.png
+```
+Every file is written atomically; the checkpoint of task t is written before row t of the matrix,
+so a run killed at any moment resumes from its last finished task.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from citkit.errors import ResumeMismatchError
+from citkit.io import load_tensors, read_json, save_tensors, write_json, write_jsonl
+
+
+def environment(seed: int, device: str) -> dict[str, Any]:
+    import accelerate
+    import peft
+    import transformers
+
+    import citkit
+
+    return {"citkit": citkit.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "accelerate": accelerate.__version__,
+            "device": device, "threads": torch.get_num_threads(), "seed": seed, "platform": platform.platform()}
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+class RunDirectory:
+    """Reads and writes one run's files."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def check_or_write_config(self, identity: dict[str, Any]) -> bool:
+        """Write the config of a new run; for an existing one, refuse a different config. True if resuming."""
+        config_file = self.path / "config.json"
+        if config_file.exists():
+            saved = read_json(config_file)
+            diff = _differences(saved, identity)
+            if diff:
+                raise ResumeMismatchError(f"run directory {self.path} was made with other settings ({'; '.join(diff[:4])}); "
+                                          "choose another --name, or delete the folder to start over")
+            return True
+        write_json(config_file, identity)
+        return False
+
+    def write_environment(self, env: dict[str, Any]) -> None:
+        write_json(self.path / "environment.json", env)
+
+    def checkpoint_dir(self, task_index: int) -> Path:
+        return self.path / "checkpoints" / f"task_{task_index + 1}"
+
+    def save_checkpoint(self, task_index: int, adapter: dict[str, torch.Tensor], method_tensors: dict[str, torch.Tensor],
+                        method_extra: dict[str, Any]) -> None:
+        folder = self.checkpoint_dir(task_index)
+        save_tensors(folder / "adapter.safetensors", adapter)
+        save_tensors(folder / "method.safetensors", method_tensors)
+        write_json(folder / "method.json", method_extra)
+
+    def load_checkpoint(self, task_index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+        folder = self.checkpoint_dir(task_index)
+        if not (folder / "method.json").exists():
+            raise ResumeMismatchError(f"{folder} is incomplete; the run cannot resume from task {task_index + 1}. "
+                                      "Delete the run folder to start over")
+        return (load_tensors(folder / "adapter.safetensors"), load_tensors(folder / "method.safetensors"),
+                read_json(folder / "method.json"))
+
+    def save_predictions(self, row: int, rows: list[dict[str, Any]]) -> None:
+        write_jsonl(self.path / "predictions" / f"row_{row}.jsonl", rows)
+
+    def read_tasks_log(self) -> list[dict[str, Any]]:
+        path = self.path / "tasks.json"
+        return read_json(path) if path.exists() else []
+
+    def write_tasks_log(self, log: list[dict[str, Any]]) -> None:
+        write_json(self.path / "tasks.json", log)
