@@ -1,5 +1,6 @@
 """Scorers, the accuracy matrix and continual-learning metrics."""
 
+from citkit.eval import caption, grounding, vqa  # noqa: F401  (registers these scorers)
 from citkit.eval.matrix import AccuracyMatrix
 from citkit.eval.metrics import Metrics, all_metrics
 from citkit.eval.scorers import SCORERS, TaskScores, score_task
