@@ -87,7 +87,11 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     """Run (or resume) a continual stream. `stop_after` ends after that many finished tasks (tests)."""
     run_dir = RunDirectory(config.run_dir)
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    # Everything that can fail on bad input (data, model path) happens before the first write.
     stream = load_stream(config.stream, Path(config.runs_dir) / "_data")
+    model_path = resolve_model_path(config.model, Path(config.runs_dir))
+    processor = load_processor(model_path, config.model.trust_remote_code)
+    model = load_model(model_path, config.model.dtype, config.model.trust_remote_code, config.model.attn_implementation)
     resuming = run_dir.check_or_write_config(config.identity())
     run_dir.write_environment(environment(config.seed, str(accelerator.device)))
     names = stream.task_names
@@ -95,10 +99,6 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
         else AccuracyMatrix.empty(names)
     if matrix.task_names != names:
         raise ResumeMismatchError(f"{run_dir.path}: matrix tasks {matrix.task_names} differ from the stream's {names}")
-
-    model_path = resolve_model_path(config.model, Path(config.runs_dir))
-    processor = load_processor(model_path, config.model.trust_remote_code)
-    model = load_model(model_path, config.model.dtype, config.model.trust_remote_code, config.model.attn_implementation)
     model.requires_grad_(False)
     model.to(accelerator.device)
     cache = EncodingCache(SampleEncoder(processor))

@@ -50,9 +50,21 @@ class Sample:
         return next(t.text for t in self.turns if t.role == "user")
 
 
+@dataclass(frozen=True)
+class TestPart:
+    """The test samples of one dataset inside a task that unites several (FCIT capability stages)."""
+
+    name: str
+    scorer: str
+    ids: tuple[str, ...]
+
+
 @dataclass
 class Task:
-    """One task of a stream: training samples, test samples and how answers are judged."""
+    """One task of a stream: training samples, test samples and how answers are judged.
+
+    `test_parts` is empty unless the task unites datasets judged by different scorers; then each
+    part is scored with its own scorer and the task score is the mean of the parts' scores."""
 
     name: str
     train: list[Sample]
@@ -60,6 +72,7 @@ class Task:
     scorer: str = "exact"
     max_new_tokens: int = 16
     description: str = ""
+    test_parts: tuple[TestPart, ...] = ()
 
 
 @dataclass

@@ -11,6 +11,21 @@ tasks:
     max_new_tokens: 8
 ```
 
+A task that is the union of several datasets (FCIT's capability stages) lists its files; each item is
+a path or a mapping with its own `image_root`, `scorer` (test files only) and `name` (prefixes the
+ids, `name/id`, so that datasets with clashing ids can share a task):
+
+```yaml
+  - name: stage1
+    train: [aokvqa/train.json, {file: refcoco/train.json, image_root: coco, name: refcoco}]
+    test:
+      - {file: aokvqa/test.json, scorer: exact}
+      - {file: refcoco/test.json, image_root: coco, scorer: grounding, name: refcoco}
+```
+
+When the test files of a task use different scorers, each file is scored with its own scorer and
+the task score is the mean over its files (every dataset counts the same, whatever its size).
+
 Built-in names: `toy` (six tasks with distinct instructions) and `toy-shared` (the same six kinds of
 answer behind one shared instruction; the task shows only in the image). Both are exported to disk
 and read back through the LLaVA reader. Packaged definitions of real streams live in
@@ -19,21 +34,22 @@ and read back through the LLaVA reader. Packaged definitions of real streams liv
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from citkit.data.llava_format import read_test, read_train
-from citkit.data.samples import Stream, Task
+from citkit.data.llava_format import check_file, read_test, read_train
+from citkit.data.samples import Sample, Stream, Task, TestPart
 from citkit.data.toy.world import ToyWorldConfig, export
 from citkit.errors import ConfigError, DataFormatError, UnknownNameError
 
 BUILTIN_TOY = {"toy": "distinct", "toy-shared": "shared-instruction"}
 TASK_KEYS = {"name", "train", "test", "image_root", "scorer", "max_new_tokens", "description", "train_image_root",
              "test_image_root"}
+PART_KEYS = {"file", "image_root", "scorer", "name"}
 
 
 @dataclass(frozen=True)
@@ -106,11 +122,52 @@ def read_stream_file(path: Path) -> dict[str, Any]:
         if unknown:
             raise DataFormatError(f"{path} task {i} ({task['name']}): unknown keys {', '.join(sorted(unknown))}; "
                                   f"allowed: {', '.join(sorted(TASK_KEYS))}")
+        for split in ("train", "test"):
+            _check_files_entry(task[split], f"{path} task {i} ({task['name']}) {split}")
     return spec
 
 
+def _check_files_entry(value: Any, where: str) -> None:
+    """A task's `train`/`test`: a path, or a non-empty list of paths / {file, image_root, scorer, name}."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise DataFormatError(f"{where}: an empty list; give at least one file")
+    for item in items:
+        if isinstance(item, dict):
+            unknown = set(item) - PART_KEYS
+            if "file" not in item or unknown:
+                raise DataFormatError(f"{where}: a file entry needs 'file' and may have "
+                                      f"{', '.join(sorted(PART_KEYS - {'file'}))}; got {item!r}")
+        elif not isinstance(item, str) or not item:
+            raise DataFormatError(f"{where}: expected a file path or a list of them, got {item!r}")
+
+
+@dataclass(frozen=True)
+class DataPart:
+    """One data file of a task, with the folder its image paths are relative to."""
+
+    file: Path
+    image_root: Path
+    scorer: str | None = None
+    name: str | None = None
+
+
+def task_parts(entry: dict[str, Any], root: Path, split: str) -> list[DataPart]:
+    """The files of one split of a stream-file task entry (one for a plain path, several for a union)."""
+    default_root = entry.get(f"{split}_image_root", entry.get("image_root", "."))
+    items = entry[split] if isinstance(entry[split], list) else [entry[split]]
+    parts = []
+    for item in items:
+        spec = item if isinstance(item, dict) else {"file": item}
+        parts.append(DataPart(root / spec["file"], root / spec.get("image_root", default_root),
+                              spec.get("scorer"), spec.get("name")))
+    return parts
+
+
 def task_files(entry: dict[str, Any], root: Path) -> tuple[Path, Path, Path, Path]:
-    """(train file, its image root, test file, its image root) of one stream-file task entry."""
+    """(train file, its image root, test file, its image root) of a single-file stream-file task entry."""
+    if isinstance(entry["train"], list) or isinstance(entry["test"], list):
+        raise ConfigError(f"task {entry['name']!r} lists several files; use task_parts(entry, root, split)")
     image_root = entry.get("image_root", ".")
     return (root / entry["train"], root / entry.get("train_image_root", image_root),
             root / entry["test"], root / entry.get("test_image_root", image_root))
@@ -128,10 +185,45 @@ def load_stream(config: StreamConfig, cache_dir: str | Path) -> Stream:
     tasks = []
     for name in order:
         entry = entries[name]
-        train_file, train_images, test_file, test_images = task_files(entry, root)
-        train = read_train(train_file, train_images, name, config.check_images)
-        test = read_test(test_file, test_images, name, config.check_images)
-        tasks.append(Task(name, train[: config.train_limit], test[: config.test_limit],
-                          str(entry.get("scorer", "exact")), int(entry.get("max_new_tokens", 16)),
-                          str(entry.get("description", ""))))
+        scorer = str(entry.get("scorer", "exact"))
+        train, _ = _read_parts(task_parts(entry, root, "train"), name, "train", config, scorer)
+        test, test_parts = _read_parts(task_parts(entry, root, "test"), name, "test", config, scorer)
+        tasks.append(Task(name, train, test, scorer, int(entry.get("max_new_tokens", 16)),
+                          str(entry.get("description", "")), test_parts))
     return Stream(str(spec.get("name", path.stem)), tasks, {"file": str(path), "data_root": str(root)})
+
+
+def _read_parts(parts: list[DataPart], task: str, split: str, config: StreamConfig,
+                scorer: str) -> tuple[list[Sample], tuple[TestPart, ...]]:
+    """Read and concatenate a split's files (the limit applies per file); ids must stay unique.
+
+    Returns the samples and, when the files use more than one scorer, the scored parts."""
+    read = read_train if split == "train" else read_test
+    limit = config.train_limit if split == "train" else config.test_limit
+    samples: list[Sample] = []
+    scored: list[TestPart] = []
+    seen: dict[str, Path] = {}
+    for part in parts:
+        chunk = read(part.file, part.image_root, task, config.check_images)[:limit]
+        if part.name:
+            chunk = [replace(s, id=f"{part.name}/{s.id}") for s in chunk]
+        for sample in chunk:
+            if sample.id in seen:
+                raise DataFormatError(f"task {task!r}: id {sample.id!r} of {part.file} is also in {seen[sample.id]}; "
+                                      "give the files of the task a `name` (ids become name/id)")
+            seen[sample.id] = part.file
+        scored.append(TestPart(part.name or part.file.stem, part.scorer or scorer, tuple(s.id for s in chunk)))
+        samples += chunk
+    mixed = len({p.scorer for p in scored}) > 1
+    return samples, tuple(scored) if split == "test" and mixed else ()
+
+
+def check_stream(config: StreamConfig, cache_dir: str | Path) -> list[str]:
+    """Every problem of a stream's data files (file, record, what is wrong); [] when all is clean."""
+    path, root = resolve_stream_file(config, cache_dir)
+    problems = []
+    for entry in read_stream_file(path)["tasks"]:
+        for split in ("train", "test"):
+            for part in task_parts(entry, root, split):
+                problems += check_file(part.file, split, part.image_root, config.check_images, entry["name"])
+    return problems

@@ -34,7 +34,7 @@ logger = get_logger(__name__)
 class TrainConfig:
     """How each task is trained. Defaults suit the built-in toy world on a CPU."""
 
-    epochs: float = field(default=2.0, metadata={"help": "Passes over each task's training samples (papers: 1)."})
+    epochs: float = field(default=3.0, metadata={"help": "Passes over each task's training samples (papers: 1)."})
     max_steps: int | None = field(default=None, metadata={"help": "Fixed number of steps per task; overrides epochs."})
     batch_size: int = field(default=16, metadata={"help": "Samples per forward pass, per device."})
     grad_accum: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})

@@ -34,14 +34,19 @@ def _unique_attribute_scene(rng: np.random.Generator, background: int, attribute
             return scene, int(rng.choice(unique))
 
 
+def _any_object(rng: np.random.Generator, background: int) -> tuple[Scene, int]:
+    scene = random_scene(rng, int(rng.integers(1, 5)), background)
+    return scene, int(rng.integers(len(scene.objects)))
+
+
 def colour_task(rng: np.random.Generator, background: int = 0) -> Question:
-    scene, i = _unique_attribute_scene(rng, background, "shape")
-    return scene, f"what colour is the {scene.objects[i].shape} ?", scene.objects[i].colour
+    scene, i = _any_object(rng, background)
+    return scene, f"what colour is the shape in the {scene.objects[i].position} cell ?", scene.objects[i].colour
 
 
 def shape_task(rng: np.random.Generator, background: int = 0) -> Question:
-    scene, i = _unique_attribute_scene(rng, background, "colour")
-    return scene, f"which shape is {scene.objects[i].colour} ?", scene.objects[i].shape
+    scene, i = _any_object(rng, background)
+    return scene, f"which shape is in the {scene.objects[i].position} cell ?", scene.objects[i].shape
 
 
 def position_task(rng: np.random.Generator, background: int = 0) -> Question:
@@ -51,7 +56,7 @@ def position_task(rng: np.random.Generator, background: int = 0) -> Question:
 
 def count_task(rng: np.random.Generator, background: int = 0) -> Question:
     colour = str(rng.choice(list(COLOURS)))
-    scene = random_scene(rng, int(rng.integers(2, 7)), background)
+    scene = random_scene(rng, int(rng.integers(1, 6)), background)
     count = sum(o.colour == colour for o in scene.objects)
     return scene, f"how many {colour} objects are in the image ?", str(count)
 
@@ -157,8 +162,8 @@ class TaskSpec:
 
 
 CONTINUAL_TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec("colour", colour_task, description="colour of the object with a named shape"),
-    TaskSpec("shape", shape_task, description="shape of the object with a named colour"),
+    TaskSpec("colour", colour_task, description="colour of the object in a named cell"),
+    TaskSpec("shape", shape_task, description="shape of the object in a named cell"),
     TaskSpec("position", position_task, description="grid position of a named object"),
     TaskSpec("count", count_task, description="number of objects of a named colour"),
     TaskSpec("caption", caption_task, max_new_tokens=16, description="short sentence listing the objects"),

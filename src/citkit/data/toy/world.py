@@ -21,6 +21,8 @@ from citkit.io import atomic_write, read_json, write_json, write_text
 
 Variant = Literal["distinct", "shared-instruction", "base"]
 SPLIT_SEEDS = {"train": 0, "test": 1}
+# Bump when a task generator or the renderer changes, so cached exports are redrawn.
+WORLD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def export(config: ToyWorldConfig, directory: str | Path) -> Path:
     directory = Path(directory)
     stream_file = directory / "stream.yaml"
     marker = directory / "world.json"
-    wanted = {"variant": config.variant, "train_per_task": config.train_per_task,
+    wanted = {"version": WORLD_VERSION, "variant": config.variant, "train_per_task": config.train_per_task,
               "test_per_task": config.test_per_task, "seed": config.seed}
     if stream_file.exists() and marker.exists() and read_json(marker) == wanted:
         return stream_file

@@ -1,0 +1,63 @@
+"""Bad input gives one clear line, a non-zero exit code, no traceback and no partial files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from citkit.cli import main
+
+
+def citkit(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "citkit.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--method", "lora-fft"], "unknown method 'lora-fft'; did you mean 'lora-ft'?"),
+    (["run", "--stream", "toyy"], "unknown stream 'toyy'"),
+    (["run", "--model", "/no/such/model"], "model path '/no/such/model' is not a folder"),
+    (["run", "--set", "train.lrr=1"], "unknown setting train.lrr; did you mean 'lr'?"),
+    (["run", "--set", "train.batch_size=0"], "train.batch_size and train.grad_accum must be >= 1"),
+])
+def test_bad_run_input(tmp_path, args, message) -> None:
+    result = citkit(*args, "--runs-dir", str(tmp_path / "runs"), "--quiet", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("citkit: error: ") and message in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not [p for p in (tmp_path / "runs").glob("*") if not p.name.startswith("_")]
+
+
+def test_bad_stream_file_leaves_no_run_directory(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.json").write_text(json.dumps([{"id": "a", "conversations": [{"from": "human", "value": "q"}]}]))
+    (data / "test.json").write_text(json.dumps([{"question_id": "b", "text": "q", "answer": "x"}]))
+    (data / "s.yaml").write_text("name: s\ntasks:\n  - name: t\n    train: train.json\n    test: test.json\n")
+    result = citkit("run", "--stream", str(data / "s.yaml"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert result.returncode == 2
+    assert "train.json record 0 (id 'a'): no assistant" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_data_check_lists_problems(tmp_path, capsys) -> None:
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{"id": "a", "image": "x.png", "conversations": []}, {"nope": 1}]))
+    assert main(["data", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "record 0 (id 'a')" in out and "record 1" in out and "2 problem(s)" in out
+
+
+def test_every_command_has_help() -> None:
+    for args in (["run"], ["resume"], ["report"], ["data", "export"], ["data", "check"], ["model", "pretrain"],
+                 ["methods"], ["streams"]):
+        result = citkit(*args, "--help")
+        assert result.returncode == 0 and "usage: citkit" in result.stdout, args
+    assert "train.lr" in citkit("run", "--help").stdout
+
+
+def test_export_writes_llava_files(tmp_path) -> None:
+    assert main(["data", "export", "--out", str(tmp_path / "toy"), "--train-per-task", "2", "--test-per-task", "1"]) == 0
+    records = json.loads((tmp_path / "toy" / "colour" / "train.json").read_text())
+    assert records[0]["conversations"][0]["from"] == "human" and (tmp_path / "toy" / "colour" / records[0]["image"]).is_file()
