@@ -88,8 +88,8 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     run_dir = RunDirectory(config.run_dir)
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
     # Everything that can fail on bad input (data, model path) happens before the first write.
-    stream = load_stream(config.stream, Path(config.runs_dir) / "_data")
     model_path = resolve_model_path(config.model, Path(config.runs_dir))
+    stream = load_stream(config.stream, Path(config.runs_dir) / "_data")
     processor = load_processor(model_path, config.model.trust_remote_code)
     model = load_model(model_path, config.model.dtype, config.model.trust_remote_code, config.model.attn_implementation)
     resuming = run_dir.check_or_write_config(config.identity())

@@ -22,8 +22,8 @@ def image(tmp_path: Path) -> str:
     return "ok.png"
 
 
-def good(image: str, **changes: object) -> dict:
-    record = {"id": "r0", "image": image, "conversations": [
+def good(image_name: str, **changes: object) -> dict:
+    record = {"id": "r0", "image": image_name, "conversations": [
         {"from": "human", "value": "<image>\nwhat colour ?"}, {"from": "gpt", "value": "red"}]}
     record.update(changes)
     return record

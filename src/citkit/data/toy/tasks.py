@@ -24,16 +24,6 @@ MAX_ADDEND = 5
 SHARED_INSTRUCTION = "answer the question for this kind of image ."
 
 
-def _unique_attribute_scene(rng: np.random.Generator, background: int, attribute: str) -> tuple[Scene, int]:
-    """A scene with 1-4 objects in which one object's `attribute` value occurs once; returns its index."""
-    while True:
-        scene = random_scene(rng, int(rng.integers(1, 5)), background)
-        values = [getattr(o, attribute) for o in scene.objects]
-        unique = [i for i, v in enumerate(values) if values.count(v) == 1]
-        if unique:
-            return scene, int(rng.choice(unique))
-
-
 def _any_object(rng: np.random.Generator, background: int) -> tuple[Scene, int]:
     scene = random_scene(rng, int(rng.integers(1, 5)), background)
     return scene, int(rng.integers(len(scene.objects)))
@@ -50,8 +40,13 @@ def shape_task(rng: np.random.Generator, background: int = 0) -> Question:
 
 
 def position_task(rng: np.random.Generator, background: int = 0) -> Question:
-    scene, i = _unique_attribute_scene(rng, background, "label")
-    return scene, f"where is the {scene.objects[i].label} ?", scene.objects[i].position
+    while True:
+        scene = random_scene(rng, int(rng.integers(1, 4)), background)
+        colours = [o.colour for o in scene.objects]
+        unique = [i for i, c in enumerate(colours) if colours.count(c) == 1]
+        if unique:
+            obj = scene.objects[int(rng.choice(unique))]
+            return scene, f"where is the {obj.colour} shape ?", obj.position
 
 
 def count_task(rng: np.random.Generator, background: int = 0) -> Question:
@@ -164,7 +159,7 @@ class TaskSpec:
 CONTINUAL_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("colour", colour_task, description="colour of the object in a named cell"),
     TaskSpec("shape", shape_task, description="shape of the object in a named cell"),
-    TaskSpec("position", position_task, description="grid position of a named object"),
+    TaskSpec("position", position_task, description="grid position of the object of a named colour"),
     TaskSpec("count", count_task, description="number of objects of a named colour"),
     TaskSpec("caption", caption_task, max_new_tokens=16, description="short sentence listing the objects"),
     TaskSpec("arithmetic", arithmetic_task, description="number of objects plus a given number"),

@@ -22,7 +22,7 @@ from citkit.io import atomic_write, read_json, write_json, write_text
 Variant = Literal["distinct", "shared-instruction", "base"]
 SPLIT_SEEDS = {"train": 0, "test": 1}
 # Bump when a task generator or the renderer changes, so cached exports are redrawn.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 
 @dataclass(frozen=True)

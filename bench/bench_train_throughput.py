@@ -1,0 +1,85 @@
+"""Engine training throughput against a bare peft + torch loop, on the same model and batches.
+
+Prints samples/s of both and their ratio (goal >= 0.95), measured in one run on this machine.
+
+    .venv/bin/python bench/bench_train_throughput.py [--steps 150] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from transformers import set_seed
+
+from citkit.data.encoding import SampleEncoder, collate
+from citkit.data.streams import StreamConfig, load_stream
+from citkit.data.toy.world import ToyWorldConfig
+from citkit.engine.task_data import EncodingCache, TaskData
+from citkit.engine.trainer import TrainConfig, train_task
+from citkit.methods.lora_ft import LoRAFineTuning
+from citkit.models.loading import load_model, load_processor
+from citkit.models.lora import AdapterConfig, add_lora
+from citkit.models.registry import packaged_tiny_model
+
+
+def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], steps: int, lr: float) -> float:
+    """The plainest LoRA loop: forward, backward, clip, AdamW step, scheduler-free."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    start = time.perf_counter()
+    for step in range(steps):
+        loss = model(**batches[step % len(batches)]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    path = packaged_tiny_model()
+    processor = load_processor(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = load_stream(StreamConfig(name="toy", toy=ToyWorldConfig(train_per_task=400, test_per_task=1)),
+                             Path(tmp))
+        cache = EncodingCache(SampleEncoder(processor))
+        task = TaskData(stream.tasks[0], 0, cache)
+        samples = task.train
+        for s in samples:
+            cache.train(s)  # encode once, outside both timings
+        batches = list(task.batches(args.batch_size, generator=torch.Generator().manual_seed(0)))
+        config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, progress=False, warmup_ratio=0.0)
+        engine_times, bare_times = [], []
+        for _ in range(args.repeats):  # interleave so drift in machine load hits both alike
+            set_seed(0)
+            model = load_model(path)
+            model.requires_grad_(False)
+            method = LoRAFineTuning(adapter=AdapterConfig())
+            model = method.attach(model)
+            engine_times.append(train_task(model, method, task, samples, config, Accelerator(cpu=True), 0).seconds)
+            set_seed(0)
+            model = load_model(path)
+            model.requires_grad_(False)
+            model = add_lora(model, AdapterConfig())
+            bare_times.append(bare_loop(model, batches, args.steps, config.lr))
+    engine, bare = min(engine_times), min(bare_times)
+    samples_done = args.steps * args.batch_size
+    print(f"engine: {samples_done / engine:.0f} samples/s ({args.steps / engine:.1f} steps/s)")
+    print(f"bare peft + torch loop: {samples_done / bare:.0f} samples/s ({args.steps / bare:.1f} steps/s)")
+    print(f"ratio engine / bare = {bare / engine:.3f} (goal >= 0.95; best of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()
