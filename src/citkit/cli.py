@@ -20,7 +20,9 @@ def _quiet_libraries() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _run_settings_help() -> str:
@@ -123,18 +125,13 @@ def cmd_data_export(args: argparse.Namespace) -> int:
 
 def cmd_data_check(args: argparse.Namespace) -> int:
     from citkit.data.llava_format import check_file
-    from citkit.data.streams import StreamConfig, read_stream_file, resolve_stream_file, task_files
+    from citkit.data.streams import StreamConfig, check_stream
 
     target = Path(args.target)
     if target.suffix == ".json" or target.suffix == ".jsonl":
         problems = check_file(target, args.kind, args.image_root)
     else:
-        path, root = resolve_stream_file(StreamConfig(name=args.target, data_root=args.data_root), Path(args.runs_dir) / "_data")
-        problems = []
-        for entry in read_stream_file(path)["tasks"]:
-            train_file, train_images, test_file, test_images = task_files(entry, root)
-            problems += check_file(train_file, "train", train_images, task=entry["name"])
-            problems += check_file(test_file, "test", test_images, task=entry["name"])
+        problems = check_stream(StreamConfig(name=args.target, data_root=args.data_root), Path(args.runs_dir) / "_data")
     for line in problems:
         print(line)
     print(f"{len(problems)} problem(s) in {args.target}")

@@ -182,6 +182,7 @@ def load_stream(config: StreamConfig, cache_dir: str | Path) -> Stream:
     for name in order:
         if name not in entries:
             raise ConfigError(f"task {name!r} is not in stream {spec.get('name', path)}; it has: {', '.join(entries)}")
+    _check_scorers(spec, path)
     tasks = []
     for name in order:
         entry = entries[name]
@@ -218,11 +219,31 @@ def _read_parts(parts: list[DataPart], task: str, split: str, config: StreamConf
     return samples, tuple(scored) if split == "test" and mixed else ()
 
 
+def _check_scorers(spec: dict[str, Any], path: Path) -> None:
+    """Fail before any training when a task names a scorer that does not exist."""
+    from citkit.eval.scorers import SCORERS  # late: citkit.eval imports citkit.data
+
+    for task in spec["tasks"]:
+        items = task["test"] if isinstance(task["test"], list) else []
+        names = [task.get("scorer", "exact")] + [i["scorer"] for i in items if isinstance(i, dict) and "scorer" in i]
+        for name in names:
+            if name not in SCORERS:
+                try:
+                    SCORERS.get(name)
+                except UnknownNameError as error:
+                    raise UnknownNameError(f"{path} task {task['name']}: {error}") from None
+
+
 def check_stream(config: StreamConfig, cache_dir: str | Path) -> list[str]:
     """Every problem of a stream's data files (file, record, what is wrong); [] when all is clean."""
     path, root = resolve_stream_file(config, cache_dir)
-    problems = []
-    for entry in read_stream_file(path)["tasks"]:
+    spec = read_stream_file(path)
+    try:
+        _check_scorers(spec, path)
+        problems = []
+    except UnknownNameError as error:
+        problems = [str(error)]
+    for entry in spec["tasks"]:
         for split in ("train", "test"):
             for part in task_parts(entry, root, split):
                 problems += check_file(part.file, split, part.image_root, config.check_images, entry["name"])

@@ -53,5 +53,5 @@ def evaluate_task(model: torch.nn.Module, task: TaskData, config: EvalConfig, me
     result = generate(model, encoded, tokenizer, config.batch_size, config.max_new_tokens or task.task.max_new_tokens,
                       route=route)
     references = {s.id: s.answers or (s.answer or "",) for s in task.test}
-    scores = score_task(task.task.scorer, result.predictions, references, task.name)
+    scores = score_task(task.task.scorer, result.predictions, references, task.name, task.task.test_parts)
     return TaskEvaluation(task.name, scores.score, result.predictions, scores.per_sample, result.seconds)

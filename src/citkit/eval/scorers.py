@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from citkit.data.samples import TestPart
 from citkit.errors import DataFormatError
 from citkit.registry import Registry
 
@@ -83,5 +84,16 @@ def contains(prediction: str, references: Sequence[str]) -> float:
 
 
 def score_task(scorer: str, predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-               task: str = "") -> TaskScores:
-    return SCORERS.get(scorer)(predictions, references, task)
+               task: str = "", parts: Sequence[TestPart] = ()) -> TaskScores:
+    """Score a task with `scorer`; with `parts`, each part with its own scorer, then the mean of the parts."""
+    if not parts:
+        return SCORERS.get(scorer)(predictions, references, task)
+    join_by_id(predictions, references, task)
+    per_sample: dict[str, float] = {}
+    part_scores = []
+    for part in parts:
+        result = SCORERS.get(part.scorer)({i: predictions[i] for i in part.ids}, {i: references[i] for i in part.ids},
+                                          f"{task}/{part.name}")
+        part_scores.append(result.score)
+        per_sample.update(result.per_sample)
+    return TaskScores(sum(part_scores) / len(part_scores), per_sample)
