@@ -169,6 +169,33 @@ def cmd_streams(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_cka(args: argparse.Namespace) -> int:
+    from citkit.analysis.layer_similarity import LayerSimilarityConfig, analyze_layer_similarity
+    from citkit.config import from_dict, parse_override, set_path
+
+    data: dict = {"stream": {"name": args.stream}, "train": {"progress": not args.quiet}}
+    pairs = [("stream.data_root", args.data_root), ("model.path", args.model), ("samples_per_task", args.samples_per_task),
+             ("out_dir", args.out or f"{args.runs_dir}/cka-{Path(args.stream).stem}"), ("runs_dir", args.runs_dir),
+             ("seed", args.seed), ("include_base", args.include_base or None)]
+    for key, value in pairs:
+        if value is not None:
+            set_path(data, key.split("."), value)
+    if args.tasks:
+        set_path(data, ["stream", "tasks"], args.tasks)
+    for item in args.checkpoint:
+        task, _, path = item.partition("=")
+        if not path:
+            raise CitkitError(f"--checkpoint {item!r} must look like TASK=FOLDER")
+        data.setdefault("checkpoints", {})[task] = path
+    for text in args.set:
+        set_path(data, *parse_override(text))
+    config = from_dict(LayerSimilarityConfig, data)
+    result = analyze_layer_similarity(config)
+    print(result.to_markdown())
+    print(f"wrote cka.csv, cka.md, cka.json and cka.png in {config.out_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citkit", description="Continual instruction tuning of multimodal LLMs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list methods and their options")
     p.set_defaults(func=cmd_methods)
+    analyze = sub.add_parser("analyze", help="model analyses").add_subparsers(dest="analyze_command", required=True)
+    p = analyze.add_parser("cka", help="fine-tune one LoRA per task, compare the task models layer by layer with CKA")
+    p.add_argument("--stream", default="toy", help="stream name or stream YAML file (default: toy)")
+    p.add_argument("--model", help="'tiny' (default), a local model folder or a cached hub id")
+    p.add_argument("--data-root", help="folder of a real stream's local data")
+    p.add_argument("--tasks", help="comma-separated tasks to compare (default: all)")
+    p.add_argument("--samples-per-task", type=int, help="probe inputs per task's test set (default 50)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="TASK=FOLDER",
+                   help="use an existing task model (full or peft adapter folder) instead of fine-tuning")
+    p.add_argument("--include-base", action="store_true", help="also compare each task model with the base model")
+    p.add_argument("--out", help="output folder (default: <runs-dir>/cka-<stream>)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any setting, e.g. train.epochs=1, adapter.rank=4, stream.toy.train_per_task=300")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_analyze_cka)
+
     p = sub.add_parser("streams", help="list known streams")
     p.set_defaults(func=cmd_streams)
     return parser
