@@ -1,0 +1,33 @@
+"""Every packaged method preset (citkit/configs/methods/*.yaml) builds a valid run configuration."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from citkit.config import to_dict
+from citkit.run_config import build_run_config, load_config_file
+
+PRESETS = sorted(Path(str(resources.files("citkit") / "configs" / "methods")).glob("*.yaml"))
+
+
+def test_presets_exist() -> None:
+    assert {p.stem for p in PRESETS} >= {"replay", "ewc", "ewc-tir", "mas", "mas-tir", "lwf"}
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_preset_builds_a_run_config(path: Path) -> None:
+    data = load_config_file(path)
+    config = build_run_config(data)
+    assert config.method == path.stem
+    read_as_written(data.get("method_options", {}), to_dict(config.method_config()))
+
+
+def read_as_written(written: dict, resolved: dict) -> None:
+    for key, value in written.items():
+        if isinstance(value, dict):
+            read_as_written(value, resolved[key])
+        else:
+            assert resolved[key] == value, key
