@@ -134,21 +134,26 @@ def set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, help) for every field of a config class, nested groups included."""
+def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted name, default, help) for every field of a config class, nested groups included.
+
+    Nested defaults are read from the enclosing default instance, so a group whose default factory
+    differs from its class defaults is described as it really is."""
     rows = []
     types_ = _field_types(cls)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         name = prefix + f.name
-        tp = types_[f.name]
-        if _is_dataclass_type(tp):
-            rows += describe(tp, name + ".")
-            continue
-        if f.default is not dataclasses.MISSING:
+        if instance is not None:
+            default = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             default = "(required)"
+        tp = types_[f.name]
+        if _is_dataclass_type(tp):
+            rows += describe(tp, name + ".", default if dataclasses.is_dataclass(default) else None)
+            continue
         rows.append((name, repr(default), f.metadata.get("help", "")))
     return rows
