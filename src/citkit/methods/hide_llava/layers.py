@@ -1,0 +1,126 @@
+"""HiDe-LLaVA's model side: a linear layer with one LoRA expert per task, routed or fused.
+
+`HiDeLinear` wraps one target linear layer of the language model (citkit's own module, no peft):
+
+- while task t trains, it computes W h + s B_t A_t h (the task's expert alone on the frozen base);
+- afterwards, an *expanded* layer computes W h + s sum_c d_c B_c A_c h with per-sample weights d set by
+  the method's routing context (one row per sample of the batch, kept for the whole generate call);
+- a *fused* layer computes W h + s B_f A_f h with one fused expert materialised once per task:
+  'code' fusion B_f = sum_c B_c, A_f = sum_c A_c (rank r); 'paper' fusion B_f = [B_1 .. B_T],
+  A_f = [A_1; ..; A_T] (rank T r), which is exactly sum_c B_c A_c.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch import Tensor, nn
+
+from citkit.errors import ConfigError
+from citkit.models.lora import LANGUAGE_MODEL_PREFIX, model_type
+
+
+class HiDeLinear(nn.Module):
+    """A frozen linear layer plus per-task LoRA experts (A_c: (r, in), B_c: (out, r))."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float, expanded: bool) -> None:
+        super().__init__()
+        self.base = base
+        self.rank = rank
+        self.scaling = alpha / rank
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.expanded = expanded
+        self.experts_A = nn.ParameterList()
+        self.experts_B = nn.ParameterList()
+        self.training_expert: int | None = None  # index of the expert being trained, else None
+        self.routing: Tensor | None = None       # (batch, experts) weights while a routing context is open
+        # materialised inference factors (buffers, so .to(device) moves them; not saved: rebuilt from experts)
+        self.combined_A: Tensor | None
+        self.combined_B: Tensor | None
+        self.register_buffer("combined_A", None, persistent=False)  # (experts*r, in) or the fused A
+        self.register_buffer("combined_B", None, persistent=False)  # (out, experts*r) or the fused B
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.experts_A)
+
+    def add_expert(self) -> int:
+        """Append a new expert (A Kaiming-uniform as in peft, B zero, so it starts as a no-op); return its index."""
+        weight = self.base.weight
+        a = torch.empty(self.rank, weight.shape[1], device=weight.device, dtype=torch.float32)
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.experts_A.append(nn.Parameter(a))
+        self.experts_B.append(nn.Parameter(torch.zeros(weight.shape[0], self.rank, device=weight.device)))
+        return self.num_experts - 1
+
+    def train_only(self, index: int | None) -> None:
+        """Expert `index` is used and trained; every other expert is frozen (None: inference mode)."""
+        for k in range(self.num_experts):
+            self.experts_A[k].requires_grad_(k == index)
+            self.experts_B[k].requires_grad_(k == index)
+        self.training_expert = index
+
+    @torch.no_grad()
+    def materialise(self, experts: int, fusion: str) -> None:
+        """Precompute the inference factors from the first `experts` experts (once per task)."""
+        a = [p.detach() for p in list(self.experts_A)[:experts]]
+        b = [p.detach() for p in list(self.experts_B)[:experts]]
+        if not a:
+            self.combined_A = self.combined_B = None
+        elif self.expanded or fusion == "paper":
+            self.combined_A, self.combined_B = torch.cat(a, 0), torch.cat(b, 1)  # (E*r, in), (out, E*r)
+        else:
+            self.combined_A, self.combined_B = torch.stack(a).sum(0), torch.stack(b).sum(0)  # (r, in), (out, r)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (batch, seq, in)
+        out = self.base(x)
+        if self.training_expert is not None:
+            k = self.training_expert
+            h = self.dropout(x).to(torch.float32)
+            return out + (self.scaling * (h @ self.experts_A[k].T) @ self.experts_B[k].T).to(out.dtype)
+        if self.combined_A is None:
+            return out
+        z = x.to(torch.float32) @ self.combined_A.T  # (batch, seq, E*r) routed, or (batch, seq, r') fused
+        if self.expanded:
+            experts = self.combined_A.shape[0] // self.rank
+            weights = self.routing
+            if weights is None:  # outside a routing context: every trained expert counts the same
+                weights = z.new_full((x.shape[0], experts), 1.0 / experts)
+            if weights.shape != (x.shape[0], experts):
+                raise ConfigError(f"hide-llava: routing weights of shape {tuple(weights.shape)} for a batch of "
+                                  f"{x.shape[0]} samples and {experts} experts")
+            z = z * weights.to(z).repeat_interleave(self.rank, dim=1).unsqueeze(1)  # (batch, 1, E*r)
+        return out + (self.scaling * z @ self.combined_B.T).to(out.dtype)
+
+
+def num_decoder_layers(model: nn.Module) -> int:
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.num_hidden_layers)
+
+
+def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset[int], rank: int, alpha: float,
+                 dropout: float) -> dict[str, HiDeLinear]:
+    """Replace the target linear layers of every decoder block of the language model with `HiDeLinear`."""
+    prefix = LANGUAGE_MODEL_PREFIX.get(model_type(model))
+    if prefix is None:
+        raise ConfigError(f"hide-llava: no language-model prefix known for model type {model_type(model)!r}; "
+                          f"known: {', '.join(sorted(LANGUAGE_MODEL_PREFIX))}")
+    pattern = re.compile(rf"^{prefix}\.layers\.(\d+)\..*\b({'|'.join(map(re.escape, targets))})$")
+    found = [(name, module, int(m.group(1))) for name, module in model.named_modules()
+             if (m := pattern.match(name)) and isinstance(module, nn.Linear)]
+    if not found:
+        raise ConfigError(f"hide-llava: no linear layer matches {pattern.pattern!r}; check adapter.target_modules")
+    wrapped = {}
+    for name, module, layer in found:
+        parent_name, _, child = name.rpartition(".")
+        wrapper = HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded)
+        setattr(model.get_submodule(parent_name), child, wrapper)
+        wrapped[name] = wrapper
+    return wrapped
+
+
+def hide_layers(model: nn.Module) -> list[HiDeLinear]:
+    return [m for m in model.modules() if isinstance(m, HiDeLinear)]

@@ -1,0 +1,209 @@
+"""HiDe-LLaVA: routing by anchors, per-sample routing in mixed batches, fusion forms, state and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from citkit.data.encoding import SampleEncoder, collate
+from citkit.data.streams import StreamConfig, load_stream
+from citkit.engine.generation import generate
+from citkit.engine.task_data import EncodingCache, TaskData
+from citkit.engine.trainer import TrainConfig, train_task
+from citkit.errors import ConfigError, ResumeMismatchError
+from citkit.methods import METHODS
+from citkit.methods.hide_llava import HiDeConfig, HiDeLinear, HiDeLLaVA
+from citkit.models.loading import load_model, load_processor
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model_path: Path, small_stream_file: Path):  # type: ignore[no-untyped-def]
+    processor = load_processor(tiny_model_path)
+    cache = EncodingCache(SampleEncoder(processor))
+    stream = load_stream(StreamConfig(name=str(small_stream_file)), small_stream_file.parent)
+    return [TaskData(task, i, cache) for i, task in enumerate(stream.tasks)], cache, processor
+
+
+def fresh(tiny_model_path: Path, config: HiDeConfig | None = None) -> tuple[HiDeLLaVA, nn.Module]:
+    model = load_model(tiny_model_path)
+    model.requires_grad_(False)
+    method = HiDeLLaVA(config or HiDeConfig())
+    return method, method.attach(model)
+
+
+def learn_anchors(method: HiDeLLaVA, model: nn.Module, tasks: list[TaskData], seed: int = 0) -> None:
+    """Each task's before/after hooks without training; the experts get random B so they matter."""
+    generator = torch.Generator().manual_seed(seed)
+    for task in tasks:
+        method.before_task(task, model)
+        for layer in method._layers:
+            k = layer.training_expert
+            layer.experts_B[k].data = torch.randn(layer.experts_B[k].shape, generator=generator) * 0.5
+        method.after_task(task, model)
+
+
+def prompts(tasks: list[TaskData], cache: EncodingCache, per_task: int | None = None):  # type: ignore[no-untyped-def]
+    return [(i, cache.prompt(s)) for i, t in enumerate(tasks) for s in t.test[:per_task]]
+
+
+def test_registered_and_top_layer_expanded_by_default(tiny_model_path: Path) -> None:
+    assert METHODS.get("hide-llava") is HiDeLLaVA
+    method, model = fresh(tiny_model_path)
+    top = model.config.text_config.num_hidden_layers - 1
+    expanded = {name.split(".layers.")[1].split(".")[0] for name, m in model.named_modules()
+                if isinstance(m, HiDeLinear) and m.expanded}
+    assert expanded == {str(top)} and method.extra_state()["expanded_layers"] == [top]
+    assert len(method._layers) == 4 * 7  # 4 blocks x q, k, v, o, gate, up, down
+    assert HiDeConfig(layout="merge-all").expanded(4) == frozenset()
+    assert HiDeConfig(layout="expand-all").expanded(4) == frozenset(range(4))
+    assert HiDeConfig(expanded_layers=(0, -1)).expanded(4) == frozenset({0, 3})
+    with pytest.raises(ConfigError, match="expanded layer 4 does not exist; the model has 4"):
+        HiDeConfig(expanded_layers=(4,)).expanded(4)
+    with pytest.raises(ConfigError, match="fusion 'both'"):
+        HiDeConfig(fusion="both")  # type: ignore[arg-type]
+
+
+def test_top_layer_router_picks_the_right_task(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    """The distinct toy world draws every task's images from one distribution, so only the instruction can
+    tell the tasks apart: route on the instruction anchor alone (image_weight=0)."""
+    tasks, cache, _ = world
+    method, model = fresh(tiny_model_path, HiDeConfig(image_weight=0.0))
+    learn_anchors(method, model, tasks)
+    confident, total = 0, 0
+    for i, task in enumerate(tasks):
+        batch = collate([cache.prompt(s) for s in task.test], cache.pad_id, "left")
+        weights = method.routing_weights(batch, model)  # (samples, tasks)
+        assert weights.shape == (len(task.test), len(tasks))
+        assert torch.allclose(weights.sum(1), torch.ones(len(task.test)))
+        confident += int((weights[:, i] >= 0.9).sum())
+        total += len(task.test)
+    assert confident / total >= 0.9, f"only {confident}/{total} test samples got >= 90% weight on their task"
+
+
+def test_routing_covers_trained_tasks_only(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, cache, _ = world
+    method, model = fresh(tiny_model_path)
+    learn_anchors(method, model, tasks[:2])
+    method.before_task(tasks[2], model)  # a third expert exists but is not trained yet
+    batch = collate([cache.prompt(s) for s in tasks[2].test[:3]], cache.pad_id, "left")
+    assert method.routing_weights(batch, model).shape == (3, 2)
+
+
+def test_mixed_batch_routes_each_sample_as_if_alone(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, cache, processor = world
+    method, model = fresh(tiny_model_path)
+    learn_anchors(method, model, tasks)
+    items = prompts(tasks, cache, per_task=2)  # 12 prompts, two of each task, interleaved by length
+    encoded = [e for _, e in items]
+    mixed = collate(encoded, cache.pad_id, "left")
+    together = method.routing_weights(mixed, model)
+    for row, item in enumerate(encoded):
+        alone = method.routing_weights(collate([item], cache.pad_id, "left"), model)
+        assert torch.allclose(together[row], alone[0], atol=1e-5)
+    top = next(layer for layer in method._layers if layer.expanded)
+    seen: list[bool] = []
+    top.register_forward_hook(lambda module, args, out: seen.append(module.routing is not None))
+    route = lambda batch: method.route(batch, model)  # noqa: E731
+    batched = generate(model, encoded, processor.tokenizer, 12, 6, route=route).predictions
+    assert len(seen) >= 6 and all(seen)  # every forward of the KV-cached generate call was routed
+    assert top.routing is None  # and the weights are gone afterwards
+    single = generate(model, encoded, processor.tokenizer, 1, 6, route=route).predictions
+    assert batched == single
+    # the routing matters: without it (uniform weights) the top layer, and so the logits, differ
+    with torch.no_grad():
+        uniform = model(**mixed).logits
+        with method.route(mixed, model):
+            routed = model(**mixed).logits
+    assert (uniform - routed).abs().max() > 1e-2
+
+
+def hand_layer(expanded: bool) -> HiDeLinear:
+    """in 3, out 2, rank 1, scaling 1, zero base; two experts with small integer factors."""
+    base = nn.Linear(3, 2, bias=False)
+    nn.init.zeros_(base.weight)
+    layer = HiDeLinear(base, rank=1, alpha=1.0, dropout=0.0, expanded=expanded)
+    for a, b in (([1.0, 0.0, 2.0], [1.0, 1.0]), ([0.0, 1.0, 1.0], [2.0, -1.0])):
+        k = layer.add_expert()
+        layer.experts_A[k].data = torch.tensor([a])        # (1, 3)
+        layer.experts_B[k].data = torch.tensor([b]).T      # (2, 1)
+    return layer
+
+
+def test_fusion_forms_compute_what_they_claim() -> None:
+    x = torch.tensor([[[1.0, 2.0, 3.0]]])  # (batch 1, seq 1, in 3); A1 x = 7, A2 x = 5
+    layer = hand_layer(expanded=False)
+    layer.materialise(2, "paper")  # B1 A1 x + B2 A2 x = 7 (1, 1) + 5 (2, -1) = (17, 2)
+    assert layer(x).flatten().tolist() == [17.0, 2.0]
+    layer.materialise(2, "code")   # (B1 + B2)(A1 + A2) x = (3, 0) * 12 = (36, 0)
+    assert layer(x).flatten().tolist() == [36.0, 0.0]
+    layer.materialise(1, "code")   # one expert: both forms are B1 A1 x = (7, 7)
+    assert layer(x).flatten().tolist() == [7.0, 7.0]
+    assert layer.combined_A.shape == (1, 3)  # code fusion stays rank r: inference costs one LoRA
+
+
+def test_expanded_layer_mixes_experts_per_sample() -> None:
+    layer = hand_layer(expanded=True)
+    layer.materialise(2, "code")  # expanded layers never fuse
+    x = torch.tensor([[[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]]])  # two samples
+    layer.routing = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+    out = layer(x)  # sample 0: (7, 7); sample 1: 0.25 (7, 7) + 0.75 (10, -5) = (9.25, -2)
+    assert out[0].flatten().tolist() == [7.0, 7.0] and out[1].flatten().tolist() == [9.25, -2.0]
+    layer.routing = torch.tensor([[1.0, 0.0]])
+    with pytest.raises(ConfigError, match="routing weights of shape"):
+        layer(x)
+
+
+def test_training_touches_only_the_current_expert(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, _, _ = world
+    method, model = fresh(tiny_model_path)
+    learn_anchors(method, model, tasks[:1])
+    method.before_task(tasks[1], model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith((".experts_A.1", ".experts_B.1")) for n in trainable)
+    config = TrainConfig(max_steps=3, batch_size=8, progress=False)
+    result = train_task(model, method, tasks[1], tasks[1].train, config, Accelerator(cpu=True), seed=0)
+    assert result.steps == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.final_loss.values())
+    after = dict(model.named_parameters())
+    changed = {n for n in before if n in after and not torch.equal(before[n], after[n])}
+    assert changed and changed <= trainable
+    method.after_task(tasks[1], model)
+    assert method.tasks == [tasks[0].name, tasks[1].name]
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_state_round_trip_and_resume_rebuilds_structure(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, cache, _ = world
+    config = HiDeConfig(fusion="paper")
+    method, model = fresh(tiny_model_path, config)
+    learn_anchors(method, model, tasks[:3])
+    tensors, extra = method.state_dict(), method.extra_state()
+    assert extra["fusion"] == "paper" and extra["tasks"] == [t.name for t in tasks[:3]]
+    assert tensors["anchors.text"].shape[0] == 3
+    experts = {n: p.detach().clone() for n, p in model.named_parameters() if ".experts_" in n}
+
+    resumed, model2 = fresh(tiny_model_path, config)
+    resumed.resume(model2, extra["tasks"])
+    params = dict(model2.named_parameters())
+    assert set(experts) <= set(params)
+    with torch.no_grad():
+        for name, value in experts.items():
+            params[name].copy_(value)
+    resumed.load_state_dict(tensors)
+    resumed.load_extra_state(extra)
+
+    batch = collate([cache.prompt(s) for t in tasks[:3] for s in t.test[:2]], cache.pad_id, "left")
+    assert torch.allclose(method.routing_weights(batch, model), resumed.routing_weights(batch, model2))
+    with torch.no_grad(), method.route(batch, model):
+        expected = model(**batch).logits
+    with torch.no_grad(), resumed.route(batch, model2):
+        got = model2(**batch).logits
+    assert torch.allclose(expected, got, atol=1e-5)
+
+    with pytest.raises(ResumeMismatchError, match="fusion='paper'"):
+        HiDeLLaVA(HiDeConfig(fusion="code")).load_extra_state(extra)
