@@ -78,6 +78,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from citkit.compare import compare
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    folder = compare(_config_from_args(args), methods)
+    print((folder / "compare.md").read_text())
+    print(f"wrote {folder / 'compare.md'}, {folder / 'compare.csv'} and {folder / 'compare.png'}")
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from citkit.io import read_json
     from citkit.run_config import build_run_config
@@ -204,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="run several methods on one stream and seed; one side-by-side table",
+                       epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", required=True, help="comma-separated method names, e.g. zero-shot,lora-ft,joint")
+    _add_run_arguments(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("resume", help="continue an interrupted run after its last finished task")
     p.add_argument("run_dir")

@@ -1,0 +1,109 @@
+"""Run several methods on the same stream and seed and put them side by side.
+
+Each method runs in its own run directory (`<stream>-<method>-seed<seed>`), so a method that already
+finished in an earlier compare is reused, not retrained, and an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from citkit.eval.metrics import METRIC_LABELS  # noqa: E402
+from citkit.io import atomic_write, read_json, write_text  # noqa: E402
+from citkit.report.tables import fmt  # noqa: E402
+from citkit.run_config import RunConfig  # noqa: E402
+from citkit.runner import RunResult, run  # noqa: E402
+
+
+@dataclass
+class MethodRow:
+    """One method's line of the comparison."""
+
+    method: str
+    result: RunResult
+    trainable_parameters: int
+    stored_parameters: int
+    train_seconds_per_task: float | None
+    inference_ms_per_sample: float | None
+
+    def cells(self) -> dict[str, Any]:
+        metrics = self.result.metrics.as_dict()
+        return {"method": self.method, **{METRIC_LABELS[k]: v for k, v in metrics.items()},
+                "trainable params": self.trainable_parameters, "stored params": self.stored_parameters,
+                "train s/task": self.train_seconds_per_task, "inference ms/sample": self.inference_ms_per_sample}
+
+
+def method_row(method: str, result: RunResult) -> MethodRow:
+    tasks_path = result.run_dir / "tasks.json"
+    tasks = read_json(tasks_path) if tasks_path.exists() else []
+    if not tasks:  # zero-shot: nothing trained, nothing stored
+        return MethodRow(method, result, 0, 0, None, None)
+    return MethodRow(method, result, max(t["trainable_parameters"] for t in tasks), tasks[-1]["stored_parameters"],
+                     sum(t["train_seconds"] for t in tasks) / len(tasks),
+                     1000 * sum(t["eval_seconds_per_sample"] for t in tasks) / len(tasks))
+
+
+def compare(config: RunConfig, methods: list[str], options: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Run (or reuse) each method with `config`'s other settings; write compare.md/.csv/.png; return the folder."""
+    options = options or {}
+    rows = []
+    for method in methods:
+        method_config = replace(config, method=method, method_options=options.get(method, {}), name="")
+        rows.append(method_row(method, run(method_config)))
+    stream = Path(config.stream.name).stem
+    folder = Path(config.runs_dir) / f"compare-{stream}-seed{config.seed}"
+    write_tables(rows, folder)
+    plot_comparison(rows, folder / "compare.png")
+    return folder
+
+
+def write_tables(rows: list[MethodRow], folder: Path) -> None:
+    table = [r.cells() for r in rows]
+    head = list(table[0])
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for cells in table:
+        lines.append("| " + " | ".join(_show(cells[k]) for k in head) + " |")
+    write_text(folder / "compare.md", "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=head)
+    writer.writeheader()
+    writer.writerows(table)
+    write_text(folder / "compare.csv", buffer.getvalue())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) or value is None:
+        return fmt(value, 2 if isinstance(value, float) and abs(value) < 1 else 1)
+    return str(value)
+
+
+def plot_comparison(rows: list[MethodRow], path: Path) -> Path:
+    """Left: each method's score on the first task as later tasks arrive. Right: MFN per method."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in rows:
+        first = [row[0] for row in r.result.matrix.rows]
+        left.plot(range(len(first)), first, marker="o", label=r.method)
+    names = ["base"] + r.result.matrix.task_names if rows else []
+    left.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    left.set_ylabel(f"score on {rows[0].result.matrix.task_names[0]}" if rows else "score")
+    left.set_title("first task as later tasks arrive")
+    left.legend(fontsize=7)
+    right.bar([r.method for r in rows], [r.result.metrics.mfn or 0.0 for r in rows])
+    right.set_ylabel("MFN (Last)")
+    right.tick_params(axis="x", rotation=45)
+    right.set_title("final average score")
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
+    return path
