@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -207,3 +206,27 @@ def test_state_round_trip_and_resume_rebuilds_structure(tiny_model_path: Path, w
 
     with pytest.raises(ResumeMismatchError, match="fusion='paper'"):
         HiDeLLaVA(HiDeConfig(fusion="code")).load_extra_state(extra)
+
+
+def test_clip_dual_encoder_option_loads_from_a_local_folder(tmp_path: Path, tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    from transformers import CLIPConfig, CLIPModel
+
+    from citkit.errors import ModelLoadError
+
+    tasks, cache, processor = world
+    text = {"vocab_size": processor.tokenizer.vocab_size, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 16}
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(tmp_path / "clip")
+    processor.tokenizer.save_pretrained(tmp_path / "clip")
+    method, model = fresh(tiny_model_path, HiDeConfig(anchor_encoder="clip", clip_path=str(tmp_path / "clip")))
+    learn_anchors(method, model, tasks[:2])
+    assert method.image_anchors[0].shape == (16,) and method.text_anchors[0].shape == (32,)
+    batch = collate([cache.prompt(s) for s in tasks[1].test[:3]], cache.pad_id, "left")
+    weights = method.routing_weights(batch, model)
+    assert weights.shape == (3, 2) and torch.allclose(weights.sum(1), torch.ones(3))
+    with pytest.raises(ConfigError, match="needs clip_path"):
+        HiDeConfig(anchor_encoder="clip")
+    with pytest.raises(ModelLoadError, match="is not a folder"):
+        HiDeLLaVA(HiDeConfig(anchor_encoder="clip", clip_path=str(tmp_path / "nothing")))

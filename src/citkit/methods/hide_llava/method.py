@@ -34,8 +34,14 @@ from citkit.data.samples import Turn
 from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.methods.base import Method, register_method
 from citkit.methods.hide_llava.config import HiDeConfig
-from citkit.methods.hide_llava.features import (ClipFeatures, ModelFeatures, image_owners, image_token_id,
-                                                instruction_mask, pool_images)
+from citkit.methods.hide_llava.features import (
+    ClipFeatures,
+    ModelFeatures,
+    image_owners,
+    image_token_id,
+    instruction_mask,
+    pool_images,
+)
 from citkit.methods.hide_llava.layers import HiDeLinear, hide_layers, num_decoder_layers, wrap_targets
 from citkit.models.lora import PROJECTOR_NAME, AdapterConfig, model_type
 
