@@ -42,8 +42,8 @@ def main() -> None:
     single = generate(model, encoded, processor.tokenizer, 1, task.max_new_tokens)
     same = sum(batched.predictions[k] == single.predictions[k] for k in single.predictions)
     n = len(encoded)
-    print(f"batched (batch {args.batch_size}): {n / batched.seconds:.0f} samples/s")
-    print(f"one at a time: {n / single.seconds:.0f} samples/s")
+    print(f"batched (batch {args.batch_size}): {n / batched.seconds:.1f} samples/s")
+    print(f"one at a time: {n / single.seconds:.1f} samples/s")
     print(f"speed-up = {single.seconds / batched.seconds:.1f}x (goal >= 8x); identical predictions: {same}/{n}")
 
 
