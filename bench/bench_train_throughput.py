@@ -27,14 +27,20 @@ from citkit.models.lora import AdapterConfig, add_lora
 from citkit.models.registry import packaged_tiny_model
 
 
-def bare_loop(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], steps: int, lr: float) -> float:
-    """The plainest LoRA loop: forward, backward, clip, AdamW step, scheduler-free."""
+def bare_loop(model: torch.nn.Module, task: TaskData, batch_size: int, steps: int, lr: float) -> float:
+    """The plainest LoRA loop: shuffled collated batches, forward, backward, clip, AdamW step."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr)
     model.train()
+    generator = torch.Generator().manual_seed(0)
+    batches = task.batches(batch_size, generator=generator)
     start = time.perf_counter()
-    for step in range(steps):
-        loss = model(**batches[step % len(batches)]).loss
+    for _ in range(steps):
+        batch = next(batches, None)
+        if batch is None:  # next epoch
+            batches = task.batches(batch_size, generator=generator)
+            batch = next(batches)
+        loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -59,7 +65,6 @@ def main() -> None:
         samples = task.train
         for s in samples:
             cache.train(s)  # encode once, outside both timings
-        batches = list(task.batches(args.batch_size, generator=torch.Generator().manual_seed(0)))
         config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, progress=False, warmup_ratio=0.0)
         engine_times, bare_times = [], []
         for _ in range(args.repeats):  # interleave so drift in machine load hits both alike
@@ -73,7 +78,7 @@ def main() -> None:
             model = load_model(path)
             model.requires_grad_(False)
             model = add_lora(model, AdapterConfig())
-            bare_times.append(bare_loop(model, batches, args.steps, config.lr))
+            bare_times.append(bare_loop(model, task, args.batch_size, args.steps, config.lr))
     engine, bare = min(engine_times), min(bare_times)
     samples_done = args.steps * args.batch_size
     print(f"engine: {samples_done / engine:.0f} samples/s ({args.steps / engine:.1f} steps/s)")
