@@ -72,8 +72,7 @@ def test_fisher_is_mean_squared_gradient_per_sample_or_per_batch() -> None:
 def test_fisher_holds_one_batch_graph_at_a_time() -> None:
     """Bound tested: when batch k+1 is drawn, nothing of batch k's forward (its loss, hence its graph)
     is alive, so peak memory is one batch's activations plus one float32 sum per trainable parameter,
-    whatever the number of batches. (Byte counts are not measured: CPU tensor memory is invisible to
-    tracemalloc.)"""
+    whatever the number of batches. Bytes are measured in test_importance_memory.py."""
     model = Regression([1.0, 2.0])
     alive_when_drawn: list[int] = []
 
