@@ -2,7 +2,10 @@
 
 import csv
 
-from citkit.compare import compare
+import pytest
+
+from citkit.compare import compare, parse_method_entry
+from citkit.errors import CitkitError, ConfigError
 from citkit.run_config import build_run_config
 
 
@@ -22,3 +25,32 @@ def test_compare_table_and_reuse(tmp_path, small_stream_file, tiny_model_path) -
     stamp = checkpoint.stat().st_mtime_ns
     compare(config, ["lora-ft"])
     assert checkpoint.stat().st_mtime_ns == stamp  # reused, not retrained
+
+
+def test_variant_entries_parse_and_get_their_own_run_directory(tmp_path) -> None:
+    config = build_run_config({}, [], seed=3, runs_dir=str(tmp_path))
+    entry = parse_method_entry("ewc:tir.enabled=true:penalty_weight=1e4")
+    assert (entry.method, entry.label) == ("ewc", "ewc:tir.enabled=true:penalty_weight=1e4")
+    assert entry.options == {"tir": {"enabled": True}, "penalty_weight": 10000.0}
+    variant = entry.run_config(config)
+    assert variant.method_config().tir.enabled and variant.method_config().penalty_weight == 1e4
+    assert variant.run_name == "toy-ewc-tir-enabled-true-penalty_weight-1e4-seed3"
+    assert parse_method_entry("lora-ft").run_config(config).run_name == "toy-lora-ft-seed3"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("ewc:penalty_weight", "must look like OPTION=VALUE"),
+    (":a=1", "has no method name"),
+    ("ewc:no_such_option=1", "no_such_option"),
+    ("nosuch", "nosuch"),
+])
+def test_bad_entries_fail_before_anything_runs(tmp_path, entry, message) -> None:
+    config = build_run_config({}, [], runs_dir=str(tmp_path))
+    with pytest.raises(CitkitError, match=message):
+        compare(config, ["lora-ft", entry])
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+def test_an_entry_listed_twice_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="twice"):
+        compare(build_run_config({}, [], runs_dir=str(tmp_path)), ["lora-ft", "lora-ft"])

@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="run several methods on one stream and seed; one side-by-side table",
                        epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", required=True, help="comma-separated method names, e.g. zero-shot,lora-ft,joint")
+    p.add_argument("--methods", required=True, help=(
+        "comma-separated method names, e.g. zero-shot,lora-ft,joint; a variant is METHOD:OPTION=VALUE[:...], "
+        "e.g. hide-llava:layout=expand-all (its own row and run directory)"))
     _add_run_arguments(p)
     p.set_defaults(func=cmd_compare)
 

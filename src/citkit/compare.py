@@ -2,12 +2,18 @@
 
 Each method runs in its own run directory (`<stream>-<method>-seed<seed>`), so a method that already
 finished in an earlier compare is reused, not retrained, and an interrupted one resumes.
+
+An entry may also be a variant, `METHOD:OPTION=VALUE[:OPTION=VALUE...]`, e.g.
+`hide-llava:layout=expand-all` or `ewc:tir.enabled=true`: the method with those options (values read as
+YAML, as with --set), labelled and stored under its own run directory
+(`<stream>-hide-llava-layout-expand-all-seed<seed>`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from citkit.config import parse_override, set_path  # noqa: E402
+from citkit.errors import ConfigError  # noqa: E402
 from citkit.eval.metrics import METRIC_LABELS  # noqa: E402
 from citkit.io import atomic_write, read_json, write_text  # noqa: E402
 from citkit.report.tables import fmt  # noqa: E402
@@ -52,13 +60,47 @@ def method_row(method: str, result: RunResult) -> MethodRow:
                      1000 * sum(t["eval_seconds_per_sample"] for t in tasks) / len(tasks))
 
 
-def compare(config: RunConfig, methods: list[str], options: dict[str, dict[str, Any]] | None = None) -> Path:
-    """Run (or reuse) each method with `config`'s other settings; write compare.md/.csv/.png; return the folder."""
-    options = options or {}
-    rows = []
-    for method in methods:
-        method_config = replace(config, method=method, method_options=options.get(method, {}), name="")
-        rows.append(method_row(method, run(method_config)))
+@dataclass(frozen=True)
+class MethodEntry:
+    """One line of a comparison: a method, the options it runs with, and its label."""
+
+    label: str
+    method: str
+    options: dict[str, Any]
+
+    def run_config(self, config: RunConfig) -> RunConfig:
+        """`config` with this method and options; variants get a run directory named after the label."""
+        plain = replace(config, method=self.method, method_options=self.options, name="")
+        if not self.options:
+            return plain
+        return replace(plain, name=plain.default_name(re.sub(r"[^A-Za-z0-9_]+", "-", self.label).strip("-")))
+
+
+def parse_method_entry(text: str) -> MethodEntry:
+    """'lora-ft' or 'hide-llava:layout=expand-all:temperature=0.05' -> MethodEntry."""
+    method, *settings = [part.strip() for part in text.strip().split(":")]
+    if not method:
+        raise ConfigError(f"compare entry {text!r} has no method name; use METHOD or METHOD:OPTION=VALUE")
+    options: dict[str, Any] = {}
+    for setting in settings:
+        if "=" not in setting:
+            raise ConfigError(f"compare entry {text!r}: {setting!r} must look like OPTION=VALUE")
+        path, value = parse_override(setting)
+        set_path(options, path, value)
+    label = method + "".join(f":{s}" for s in settings)
+    return MethodEntry(label, method, options)
+
+
+def compare(config: RunConfig, methods: list[str]) -> Path:
+    """Run (or reuse) each method or variant with `config`'s other settings; write compare.md/.csv/.png.
+
+    Returns the folder `<runs_dir>/compare-<stream>-seed<seed>`."""
+    entries = [parse_method_entry(m) for m in methods]
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"compare: an entry is listed twice in {labels}")
+    run_configs = [e.run_config(config) for e in entries]  # every entry is checked before anything runs
+    rows = [method_row(e.label, run(c)) for e, c in zip(entries, run_configs, strict=True)]
     stream = Path(config.stream.name).stem
     folder = Path(config.runs_dir) / f"compare-{stream}-seed{config.seed}"
     write_tables(rows, folder)

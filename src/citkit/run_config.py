@@ -40,8 +40,12 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
+        return self.name or self.default_name()
+
+    def default_name(self, label: str = "") -> str:
+        """`<stream>-<label or method>-seed<seed>`."""
         stream = Path(self.stream.name).stem if self.stream.name.endswith((".yaml", ".yml")) else self.stream.name
-        return self.name or f"{stream}-{self.method}-seed{self.seed}"
+        return f"{stream}-{label or self.method}-seed{self.seed}"
 
     @property
     def run_dir(self) -> Path:
