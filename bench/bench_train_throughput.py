@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from transformers import set_seed
 
-from citkit.data.encoding import SampleEncoder, collate
+from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
 from citkit.data.toy.world import ToyWorldConfig
 from citkit.engine.task_data import EncodingCache, TaskData

@@ -27,12 +27,12 @@ from citkit.eval.metrics import Metrics
 from citkit.io import write_json
 from citkit.methods import METHODS
 from citkit.methods.base import Method
-from citkit.models.registry import resolve_model_path
 from citkit.models.loading import load_model, load_processor
+from citkit.models.registry import resolve_model_path
 from citkit.report.plots import plot_matrix
 from citkit.report.tables import write_report
-from citkit.rundir import RunDirectory, environment
 from citkit.run_config import RunConfig
+from citkit.rundir import RunDirectory, environment
 
 logger = get_logger(__name__)
 

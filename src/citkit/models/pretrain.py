@@ -22,9 +22,9 @@ from torch import nn
 from transformers import set_seed
 
 from citkit.data.encoding import SampleEncoder
+from citkit.data.llava_format import read_test, read_train
 from citkit.data.samples import Task
 from citkit.data.streams import read_stream_file
-from citkit.data.llava_format import read_test, read_train
 from citkit.data.toy.world import ToyWorldConfig, export
 from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.engine.trainer import TrainConfig, train_task
@@ -32,8 +32,15 @@ from citkit.errors import CitkitError
 from citkit.eval.evaluator import EvalConfig, evaluate_task
 from citkit.io import write_json
 from citkit.methods.base import Method
+from citkit.models.tiny import (
+    TinyModelConfig,
+    build_model,
+    build_processor,
+    build_tokenizer,
+    parameter_count,
+    toy_vocabulary,
+)
 from citkit.models.vision_warmup import warm_up_vision
-from citkit.models.tiny import TinyModelConfig, build_model, build_processor, build_tokenizer, parameter_count, toy_vocabulary
 
 logger = get_logger(__name__)
 

@@ -22,7 +22,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from citkit.data.toy.scenes import IMAGE_SIZE, CELL
+from citkit.data.toy.scenes import CELL, IMAGE_SIZE
 from citkit.data.toy.tasks import answer_words
 from citkit.data.toy.world import ToyWorldConfig, draw, task_specs
 
