@@ -51,11 +51,18 @@ def adapter_state(model: torch.nn.Module, base_ids: set[int]) -> dict[str, torch
     return {n: p.detach() for n, p in model.named_parameters() if id(p) not in base_ids or p.requires_grad}
 
 
-def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path,
+                       base_ids: set[int] | None = None) -> None:
+    """Copy a checkpoint's tensors into the rebuilt model. Every checkpoint tensor must exist in the model
+    and, given the base model's parameter ids, every parameter the run added must be in the checkpoint."""
     params = dict(model.named_parameters())
     missing = [k for k in state if k not in params]
     if missing:
         raise ResumeMismatchError(f"{where}: checkpoint holds {missing[0]!r}, which the rebuilt model lacks")
+    unsaved = [n for n, p in params.items() if base_ids is not None and id(p) not in base_ids and n not in state]
+    if unsaved:
+        raise ResumeMismatchError(f"{where}: the rebuilt model has {unsaved[0]!r} ({len(unsaved)} such tensors), "
+                                  "which the checkpoint lacks")
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
@@ -125,7 +132,7 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     if done > 0:
         model = method.resume(model, names[:done])
         adapter, tensors, extra = run_dir.load_checkpoint(done - 1)
-        load_adapter_state(model, adapter, run_dir.checkpoint_dir(done - 1))
+        load_adapter_state(model, adapter, run_dir.checkpoint_dir(done - 1), base_ids)
         method.load_state_dict(tensors)
         method.load_extra_state(extra)
         tasks_log = tasks_log[:done]

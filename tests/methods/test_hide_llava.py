@@ -145,6 +145,48 @@ def test_fusion_forms_compute_what_they_claim() -> None:
     assert layer.combined_A.shape == (1, 3)  # code fusion stays rank r: inference costs one LoRA
 
 
+def test_code_fused_layer_folds_its_experts_exactly() -> None:
+    x = torch.tensor([[[1.0, 2.0, 3.0]]])
+    plain = hand_layer(expanded=False)
+    folding = HiDeLinear(plain.base, rank=1, alpha=1.0, dropout=0.0, expanded=False, folds=True)
+    for k in range(plain.num_experts):  # the same two experts, folded after each task as the method does
+        new = folding.add_expert()
+        folding.experts_A[new].data = plain.experts_A[k].data.clone()
+        folding.experts_B[new].data = plain.experts_B[k].data.clone()
+        folding.fold()
+    assert folding.num_experts == 1  # rank r stored, not T r
+    plain.materialise(2, "code")
+    folding.materialise(2, "code")
+    assert folding(x).flatten().tolist() == plain(x).flatten().tolist() == [36.0, 0.0]
+    assert not HiDeLinear(plain.base, 1, 1.0, 0.0, expanded=True, folds=True).folds  # routed layers never fold
+
+
+@pytest.mark.parametrize("config, fused_experts, top_experts", [
+    (HiDeConfig(), 1, 3),                          # code fusion: one folded LoRA below, 3 experts on top
+    (HiDeConfig(fusion="paper"), 3, 3),            # paper fusion keeps every expert to rebuild sum B_c A_c
+    (HiDeConfig(layout="expand-all"), 3, 3),       # every layer routed
+    (HiDeConfig(layout="merge-all"), 1, 1),        # every layer fused: one LoRA in all
+])
+def test_stored_experts_after_three_tasks(tiny_model_path: Path, world, config: HiDeConfig, fused_experts: int,
+                                          top_experts: int) -> None:  # type: ignore[no-untyped-def]
+    tasks, _, _ = world
+    method, model = fresh(tiny_model_path, config)
+    learn_anchors(method, model, tasks[:3])
+    top = model.config.text_config.num_hidden_layers - 1
+    for name, layer in model.named_modules():
+        if isinstance(layer, HiDeLinear):
+            is_top = f".layers.{top}." in name
+            expected = top_experts if is_top else fused_experts
+            if config.layout == "expand-all":
+                expected = 3
+            assert layer.num_experts == expected, name
+    one_lora = sum(layer.rank * (layer.base.in_features + layer.base.out_features) for layer in method._layers)
+    stored = sum(p.numel() for n, p in model.named_parameters() if ".experts_" in n)
+    expected_total = {("hierarchical", "code"): one_lora * (3 + 3 * 1) // 4, ("hierarchical", "paper"): 3 * one_lora,
+                      ("expand-all", "code"): 3 * one_lora, ("merge-all", "code"): one_lora}
+    assert stored == expected_total[(config.layout, config.fusion)]
+
+
 def test_expanded_layer_mixes_experts_per_sample() -> None:
     layer = hand_layer(expanded=True)
     layer.materialise(2, "code")  # expanded layers never fuse
@@ -176,20 +218,21 @@ def test_training_touches_only_the_current_expert(tiny_model_path: Path, world) 
     assert not any(p.requires_grad for p in model.parameters())
 
 
-def test_state_round_trip_and_resume_rebuilds_structure(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fusion", ["paper", "code"])
+def test_state_round_trip_and_resume_rebuilds_structure(tiny_model_path: Path, world, fusion: str) -> None:  # type: ignore[no-untyped-def]
     tasks, cache, _ = world
-    config = HiDeConfig(fusion="paper")
+    config = HiDeConfig(fusion=fusion)
     method, model = fresh(tiny_model_path, config)
     learn_anchors(method, model, tasks[:3])
     tensors, extra = method.state_dict(), method.extra_state()
-    assert extra["fusion"] == "paper" and extra["tasks"] == [t.name for t in tasks[:3]]
+    assert extra["fusion"] == fusion and extra["tasks"] == [t.name for t in tasks[:3]]
     assert tensors["anchors.text"].shape[0] == 3
     experts = {n: p.detach().clone() for n, p in model.named_parameters() if ".experts_" in n}
 
     resumed, model2 = fresh(tiny_model_path, config)
     resumed.resume(model2, extra["tasks"])
     params = dict(model2.named_parameters())
-    assert set(experts) <= set(params)
+    assert set(experts) == {n for n in params if ".experts_" in n}  # folded layers rebuilt folded
     with torch.no_grad():
         for name, value in experts.items():
             params[name].copy_(value)
@@ -204,8 +247,9 @@ def test_state_round_trip_and_resume_rebuilds_structure(tiny_model_path: Path, w
         got = model2(**batch).logits
     assert torch.allclose(expected, got, atol=1e-5)
 
-    with pytest.raises(ResumeMismatchError, match="fusion='paper'"):
-        HiDeLLaVA(HiDeConfig(fusion="code")).load_extra_state(extra)
+    other = "code" if fusion == "paper" else "paper"
+    with pytest.raises(ResumeMismatchError, match=f"fusion='{fusion}'"):
+        HiDeLLaVA(HiDeConfig(fusion=other)).load_extra_state(extra)
 
 
 def test_clip_dual_encoder_option_loads_from_a_local_folder(tmp_path: Path, tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]

@@ -38,7 +38,8 @@ class HiDeConfig:
     fusion: Fusion = field(default="code", metadata={"help": (
         "Task-general fusion of the experts in the non-expanded layers: 'code' = s (sum_c B_c)(sum_c A_c) as in "
         "the authors' code, which produced the published numbers; 'paper' = s sum_c B_c A_c as the paper "
-        "writes it. Recorded in the run's method state.")})
+        "writes it. Code fusion stores one LoRA in those layers (the experts are folded into their sums); "
+        "paper fusion keeps every expert. Recorded in the run's method state.")})
     anchor_encoder: AnchorEncoder = field(default="model", metadata={"help": (
         "Features of the anchors and of test samples: 'model' = the model's own frozen vision tower for images "
         "and the frozen base LLM input embeddings, mean-pooled over the instruction tokens, for text; 'clip' = "

@@ -8,6 +8,10 @@
 - a *fused* layer computes W h + s B_f A_f h with one fused expert materialised once per task:
   'code' fusion B_f = sum_c B_c, A_f = sum_c A_c (rank r); 'paper' fusion B_f = [B_1 .. B_T],
   A_f = [A_1; ..; A_T] (rank T r), which is exactly sum_c B_c A_c.
+
+Code fusion needs only the two sums, so a fused layer with `folds=True` folds every finished expert
+into one (A_f, B_f) pair after each task (exactly: sums are linear) and stores rank r, not T r: this is
+where HiDe's memory saving over "expand all" comes from. Paper fusion keeps every expert.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from citkit.models.lora import LANGUAGE_MODEL_PREFIX, model_type
 class HiDeLinear(nn.Module):
     """A frozen linear layer plus per-task LoRA experts (A_c: (r, in), B_c: (out, r))."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float, expanded: bool) -> None:
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float, expanded: bool,
+                 folds: bool = False) -> None:
         super().__init__()
         self.base = base
+        self.folds = folds and not expanded  # keep only the code fusion's sums (see `fold`)
         self.rank = rank
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -61,6 +67,19 @@ class HiDeLinear(nn.Module):
             self.experts_A[k].requires_grad_(k == index)
             self.experts_B[k].requires_grad_(k == index)
         self.training_expert = index
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Replace every expert by one holding (sum_c A_c, sum_c B_c); only for code-fused layers.
+
+        Exact for code fusion, whose fused expert is that pair; the next task's expert is trained
+        alone, as before, and folded in after its task."""
+        if not self.folds or self.num_experts < 2:
+            return
+        a = torch.stack([p.detach() for p in self.experts_A]).sum(0)
+        b = torch.stack([p.detach() for p in self.experts_B]).sum(0)
+        self.experts_A = nn.ParameterList([nn.Parameter(a, requires_grad=False)])
+        self.experts_B = nn.ParameterList([nn.Parameter(b, requires_grad=False)])
 
     @torch.no_grad()
     def materialise(self, experts: int, fusion: str) -> None:
@@ -102,8 +121,10 @@ def num_decoder_layers(model: nn.Module) -> int:
 
 
 def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset[int], rank: int, alpha: float,
-                 dropout: float) -> dict[str, HiDeLinear]:
-    """Replace the target linear layers of every decoder block of the language model with `HiDeLinear`."""
+                 dropout: float, fold_fused: bool = False) -> dict[str, HiDeLinear]:
+    """Replace the target linear layers of every decoder block of the language model with `HiDeLinear`.
+
+    `fold_fused`: the fused (not expanded) layers keep only the code fusion's sums (`HiDeLinear.fold`)."""
     prefix = LANGUAGE_MODEL_PREFIX.get(model_type(model))
     if prefix is None:
         raise ConfigError(f"hide-llava: no language-model prefix known for model type {model_type(model)!r}; "
@@ -116,7 +137,7 @@ def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset
     wrapped = {}
     for name, module, layer in found:
         parent_name, _, child = name.rpartition(".")
-        wrapper = HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded)
+        wrapper = HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded, folds=fold_fused)
         setattr(model.get_submodule(parent_name), child, wrapper)
         wrapped[name] = wrapper
     return wrapped

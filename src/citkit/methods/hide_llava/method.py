@@ -54,7 +54,9 @@ class HiDeLLaVA(Method):
     """Per-task LoRA experts; routed by image and instruction anchors on top, fused below.
 
     Inference after task T costs about one LoRA (the materialised fusion) plus T small experts in
-    the expanded layers, plus one vision-tower pass per batch for the routing features."""
+    the expanded layers, plus one vision-tower pass per batch for the routing features. With code
+    fusion the fused layers also store only one LoRA (the experts are folded into their sums after each
+    task); with paper fusion they keep all T experts."""
 
     config_class = HiDeConfig
 
@@ -76,16 +78,17 @@ class HiDeLLaVA(Method):
         expanded = self.config.expanded(num_decoder_layers(model))
         self._expanded = sorted(expanded)
         wrap_targets(model, self.adapter.target_modules, expanded, self.adapter.rank, self.adapter.alpha,
-                     self.adapter.dropout)
+                     self.adapter.dropout, fold_fused=self.config.fusion == "code")
         self._layers = hide_layers(model)
         if self.adapter.train_projector and model_type(model) in PROJECTOR_NAME:
             getattr(model.model, PROJECTOR_NAME[model_type(model)]).requires_grad_(True)
         return model
 
     def resume(self, model: nn.Module, finished: list[str]) -> nn.Module:
-        """One (frozen) expert per finished task in every layer, so the saved experts load by name."""
+        """One (frozen) expert per finished task (one folded expert in code-fused layers), so the saved
+        experts load by name."""
         for layer in self._layers:
-            for _ in finished:
+            for _ in finished[:1] if layer.folds else finished:
                 layer.add_expert()
             layer.train_only(None)
         self._stale = True
@@ -100,6 +103,7 @@ class HiDeLLaVA(Method):
     def after_task(self, task: TaskData, model: nn.Module) -> None:
         for layer in self._layers:
             layer.train_only(None)
+            layer.fold()
         image, text = self._anchors(task, model)
         self.image_anchors.append(image)
         self.text_anchors.append(text)
