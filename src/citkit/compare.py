@@ -131,21 +131,28 @@ def _show(value: Any) -> str:
 
 
 def plot_comparison(rows: list[MethodRow], path: Path) -> Path:
-    """Left: each method's score on the first task as later tasks arrive. Right: MFN per method."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in rows:
+    """Left: each method's score on the first task as later tasks arrive. Right: MFN per method.
+
+    The figure grows with the number of rows, so a long comparison (a sweep) stays readable."""
+    height = max(4.0, 0.22 * len(rows) + 2.0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [1.3, 1]})
+    for i, r in enumerate(rows):
         first = [row[0] for row in r.result.matrix.rows]
-        left.plot(range(len(first)), first, marker="o", label=r.method)
-    names = ["base"] + r.result.matrix.task_names if rows else []
+        style = ("-", "--", ":", "-.")[i // 10 % 4]  # the colour cycle repeats every 10 lines
+        left.plot(range(len(first)), first, marker="o", markersize=3, linestyle=style, label=r.method)
+    names = ["base"] + rows[0].result.matrix.task_names if rows else []
     left.set_xticks(range(len(names)), names, rotation=30, ha="right")
     left.set_ylabel(f"score on {rows[0].result.matrix.task_names[0]}" if rows else "score")
     left.set_title("first task as later tasks arrive")
-    left.legend(fontsize=7)
-    right.bar([r.method for r in rows], [r.result.metrics.mfn or 0.0 for r in rows])
-    right.set_ylabel("MFN (Last)")
-    right.tick_params(axis="x", rotation=45)
+    left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2 if len(rows) > 8 else 1,
+                frameon=False)
+    labels = [r.method for r in rows]
+    right.barh(range(len(rows)), [r.result.metrics.mfn or 0.0 for r in rows])
+    right.set_yticks(range(len(rows)), labels, fontsize=7)
+    right.invert_yaxis()  # first method on top, as in the table
+    right.set_xlabel("MFN (Last)")
     right.set_title("final average score")
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path
