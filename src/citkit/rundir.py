@@ -39,11 +39,21 @@ def environment(seed: int, device: str) -> dict[str, Any]:
             "device": device, "threads": torch.get_num_threads(), "seed": seed, "platform": platform.platform()}
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+_ABSENT = object()
+
+
+def _differences(old: Any, new: Any, defaults: Any = _ABSENT, prefix: str = "") -> list[str]:
+    """Settings that differ between a saved identity and a new one, as 'path: old -> new'.
+
+    A setting the saved identity lacks (made before the setting existed) counts as unchanged when the
+    new value is the setting's default, which reproduces what the older version did."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
-            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            default = defaults.get(key, _ABSENT) if isinstance(defaults, dict) else _ABSENT
+            if key not in old and default is not _ABSENT and new.get(key) == default:
+                continue
+            out += _differences(old.get(key), new.get(key), default, f"{prefix}{key}.")
         return out
     return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
@@ -54,12 +64,15 @@ class RunDirectory:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def check_or_write_config(self, identity: dict[str, Any]) -> bool:
-        """Write the config of a new run; for an existing one, refuse a different config. True if resuming."""
+    def check_or_write_config(self, identity: dict[str, Any], defaults: dict[str, Any] | None = None) -> bool:
+        """Write the config of a new run; for an existing one, refuse a different config. True if resuming.
+
+        `defaults` (the identity of a default config) lets a run saved before a setting existed resume
+        when that setting keeps its default."""
         config_file = self.path / "config.json"
         if config_file.exists():
             saved = read_json(config_file)
-            diff = _differences(saved, identity)
+            diff = _differences(saved, identity, defaults if defaults is not None else _ABSENT)
             if diff:
                 raise ResumeMismatchError(f"run directory {self.path} was made with other settings ({'; '.join(diff[:4])}); "
                                           "choose another --name, or delete the folder to start over")

@@ -99,7 +99,7 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     stream = load_stream(config.stream, Path(config.runs_dir) / "_data")
     processor = load_processor(model_path, config.model.trust_remote_code)
     model = load_model(model_path, config.model.dtype, config.model.trust_remote_code, config.model.attn_implementation)
-    resuming = run_dir.check_or_write_config(config.identity())
+    resuming = run_dir.check_or_write_config(config.identity(), RunConfig(method=config.method).identity())
     run_dir.write_environment(environment(config.seed, str(accelerator.device)))
     names = stream.task_names
     matrix = AccuracyMatrix.load(run_dir.path) if resuming and (run_dir.path / "matrix.json").exists() \

@@ -39,3 +39,17 @@ def test_resume_with_other_settings_is_refused(tmp_path, small_stream_file, tiny
     run(config(tmp_path, small_stream_file, "r"), stop_after=1)
     with pytest.raises(ResumeMismatchError, match="train.lr"):
         run(config(tmp_path, small_stream_file, "r", **{"train.lr": 0.5}))
+
+
+def test_run_saved_before_a_setting_existed_resumes_while_it_keeps_its_default(tmp_path, small_stream_file,
+                                                                               tiny_model_path) -> None:
+    """A config.json without `train.weight_decay` (as written by an older citkit) resumes when the setting
+    keeps its default, and is refused when the new run changes it."""
+    first = run(config(tmp_path, small_stream_file, "old"), stop_after=1)
+    saved = json.loads((first.run_dir / "config.json").read_text())
+    del saved["train"]["weight_decay"]
+    (first.run_dir / "config.json").write_text(json.dumps(saved))
+    resumed = run(config(tmp_path, small_stream_file, "old"))
+    assert resumed.matrix.is_complete
+    with pytest.raises(ResumeMismatchError, match="train.weight_decay: None -> 0.1"):
+        run(config(tmp_path, small_stream_file, "old", **{"train.weight_decay": 0.1}))
