@@ -274,3 +274,13 @@ def test_clip_dual_encoder_option_loads_from_a_local_folder(tmp_path: Path, tiny
         HiDeConfig(anchor_encoder="clip")
     with pytest.raises(ModelLoadError, match="is not a folder"):
         HiDeLLaVA(HiDeConfig(anchor_encoder="clip", clip_path=str(tmp_path / "nothing")))
+
+
+@pytest.mark.parametrize("init, low, high", [("kaiming", 0.04, 0.06), ("normal", 0.009, 0.011)])
+def test_expert_init_option(tiny_model_path: Path, init: str, low: float, high: float) -> None:
+    method, model = fresh(tiny_model_path, HiDeConfig(expert_init=init))  # type: ignore[arg-type]
+    a = torch.cat([layer.experts_A[layer.add_expert()].flatten() for layer in method._layers])
+    # Kaiming-uniform with a = sqrt(5) on 128 inputs: U(-1/sqrt(128), 1/sqrt(128)), std 1/sqrt(3 * 128) = 0.051
+    # (down_proj has 256 inputs, std 0.036, which pulls the pooled std to 0.048)
+    assert low <= float(a.detach().std()) <= high
+    assert all(not layer.experts_B[0].any() for layer in method._layers)  # B starts at zero: a no-op expert

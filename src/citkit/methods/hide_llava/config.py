@@ -11,6 +11,7 @@ Layout = Literal["hierarchical", "merge-all", "expand-all"]
 Fusion = Literal["code", "paper"]
 AnchorEncoder = Literal["model", "clip"]
 ImageFeature = Literal["pooled", "mean"]
+ExpertInit = Literal["kaiming", "normal"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class HiDeConfig:
         "the authors' code, which produced the published numbers; 'paper' = s sum_c B_c A_c as the paper "
         "writes it. Code fusion stores one LoRA in those layers (the experts are folded into their sums); "
         "paper fusion keeps every expert. Recorded in the run's method state.")})
+    expert_init: ExpertInit = field(default="kaiming", metadata={"help": (
+        "Initial A of each new expert (B starts at zero either way): 'kaiming' = Kaiming-uniform as peft's LoRA; "
+        "'normal' = N(0, 0.01^2) as in the authors' code. Small A's end up dominated by what training "
+        "writes into them, which changes how alike the experts' A's are, hence what code fusion's cross "
+        "terms B_i A_j add.")})
     anchor_encoder: AnchorEncoder = field(default="model", metadata={"help": (
         "Features of the anchors and of test samples: 'model' = the model's own frozen vision tower for images "
         "and the frozen base LLM input embeddings, mean-pooled over the instruction tokens, for text; 'clip' = "
@@ -65,6 +71,8 @@ class HiDeConfig:
             raise ConfigError(f"hide-llava: temperature must be > 0, got {self.temperature}")
         if not 0 <= self.image_weight <= 1:
             raise ConfigError(f"hide-llava: image_weight must be in [0, 1], got {self.image_weight}")
+        if self.expert_init not in ("kaiming", "normal"):
+            raise ConfigError(f"hide-llava: expert_init {self.expert_init!r} is unknown; use 'kaiming' or 'normal'")
         if self.anchor_encoder not in ("model", "clip"):
             raise ConfigError(f"hide-llava: anchor_encoder {self.anchor_encoder!r} is unknown; use 'model' or 'clip'")
         if self.anchor_encoder == "clip" and not self.clip_path:

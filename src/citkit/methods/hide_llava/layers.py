@@ -30,9 +30,10 @@ class HiDeLinear(nn.Module):
     """A frozen linear layer plus per-task LoRA experts (A_c: (r, in), B_c: (out, r))."""
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float, expanded: bool,
-                 folds: bool = False) -> None:
+                 folds: bool = False, init: str = "kaiming") -> None:
         super().__init__()
         self.base = base
+        self.init = init  # 'kaiming' (peft's LoRA A) or 'normal' (N(0, 0.01^2), the authors' code)
         self.folds = folds and not expanded  # keep only the code fusion's sums (see `fold`)
         self.rank = rank
         self.scaling = alpha / rank
@@ -53,10 +54,13 @@ class HiDeLinear(nn.Module):
         return len(self.experts_A)
 
     def add_expert(self) -> int:
-        """Append a new expert (A Kaiming-uniform as in peft, B zero, so it starts as a no-op); return its index."""
+        """Append a new expert (A as `init` says, B zero, so it starts as a no-op); return its index."""
         weight = self.base.weight
         a = torch.empty(self.rank, weight.shape[1], device=weight.device, dtype=torch.float32)
-        nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        if self.init == "normal":
+            nn.init.normal_(a, mean=0.0, std=0.01)
+        else:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.experts_A.append(nn.Parameter(a))
         self.experts_B.append(nn.Parameter(torch.zeros(weight.shape[0], self.rank, device=weight.device)))
         return self.num_experts - 1
@@ -121,7 +125,7 @@ def num_decoder_layers(model: nn.Module) -> int:
 
 
 def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset[int], rank: int, alpha: float,
-                 dropout: float, fold_fused: bool = False) -> dict[str, HiDeLinear]:
+                 dropout: float, fold_fused: bool = False, init: str = "kaiming") -> dict[str, HiDeLinear]:
     """Replace the target linear layers of every decoder block of the language model with `HiDeLinear`.
 
     `fold_fused`: the fused (not expanded) layers keep only the code fusion's sums (`HiDeLinear.fold`)."""
@@ -137,7 +141,8 @@ def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset
     wrapped = {}
     for name, module, layer in found:
         parent_name, _, child = name.rpartition(".")
-        wrapper = HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded, folds=fold_fused)
+        wrapper = HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded, folds=fold_fused,
+                             init=init)
         setattr(model.get_submodule(parent_name), child, wrapper)
         wrapped[name] = wrapper
     return wrapped

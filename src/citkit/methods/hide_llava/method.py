@@ -78,7 +78,7 @@ class HiDeLLaVA(Method):
         expanded = self.config.expanded(num_decoder_layers(model))
         self._expanded = sorted(expanded)
         wrap_targets(model, self.adapter.target_modules, expanded, self.adapter.rank, self.adapter.alpha,
-                     self.adapter.dropout, fold_fused=self.config.fusion == "code")
+                     self.adapter.dropout, fold_fused=self.config.fusion == "code", init=self.config.expert_init)
         self._layers = hide_layers(model)
         if self.adapter.train_projector and model_type(model) in PROJECTOR_NAME:
             getattr(model.model, PROJECTOR_NAME[model_type(model)]).requires_grad_(True)
