@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from peft import PeftModel
 
-from citkit.data.encoding import SampleEncoder, collate
+from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
 from citkit.data.toy.world import ToyWorldConfig, export
 from citkit.engine.task_data import EncodingCache, TaskData
@@ -56,7 +56,7 @@ def routed(tiny_model_path, tasks):
 
 
 def prompt_batch(samples, task_data: TaskData) -> dict[str, torch.Tensor]:
-    return collate([task_data.cache.prompt(s) for s in samples], task_data.cache.pad_id, "left")
+    return task_data.collate([task_data.encode_prompt(s) for s in samples], "left")
 
 
 def mixed_samples(tasks: list[TaskData], per_task: int | None = None) -> list[tuple[int, object]]:

@@ -89,4 +89,4 @@ def test_replayed_samples_enter_later_training_batches(tiny_model, toy_tasks, tr
     assert result.samples == 35
     replayed = [s for s in toy_tasks[0].train if s.id in method.buffer[toy_tasks[0].name]]
     for sample in replayed:
-        assert toy_tasks[0].cache.train(sample).input_ids in method.rows
+        assert toy_tasks[0].encode(sample).input_ids in method.rows

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from citkit.data.encoding import Encoded, SampleEncoder, collate
-from citkit.data.samples import Sample, Task
+from citkit.data.samples import Sample, Task, Turn
 
 
 class EncodingCache:
@@ -59,6 +60,28 @@ class TaskData:
     def test(self) -> list[Sample]:
         return self.task.test
 
+    # --- the narrow view methods use: no reaching into the cache or the encoder ---
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (to decode ids, list special ids, tokenize instructions)."""
+        return self.cache.encoder.tokenizer
+
+    def encode(self, sample: Sample) -> Encoded:
+        """The training form of `sample` (token ids, labels on the answer, pixel values), cached."""
+        return self.cache.train(sample)
+
+    def encode_prompt(self, sample: Sample) -> Encoded:
+        """The generation form of `sample` (the prompt up to the assistant turn), cached."""
+        return self.cache.prompt(sample)
+
+    def collate(self, encoded: Sequence[Encoded], padding_side: str = "right") -> dict[str, torch.Tensor]:
+        """A model batch of encoded samples (right padding for training, left for generation)."""
+        return collate(encoded, self.cache.pad_id, padding_side)
+
+    def render(self, turns: Sequence[Turn], add_generation_prompt: bool) -> str:
+        """The chat template's text for `turns` (placeholders not yet expanded)."""
+        return self.cache.encoder.render(turns, add_generation_prompt)
+
     def batches(self, batch_size: int, samples: Sequence[Sample] | None = None,
                 generator: torch.Generator | None = None, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Training batches (right-padded, with labels) over `samples` (default: the task's train set).
@@ -68,5 +91,4 @@ class TaskData:
         order = torch.randperm(len(samples), generator=generator).tolist() if generator else range(len(samples))
         order = list(order)[:limit] if limit is not None else list(order)
         for start in range(0, len(order), batch_size):
-            chunk = [self.cache.train(samples[i]) for i in order[start:start + batch_size]]
-            yield collate(chunk, self.cache.pad_id, "right")
+            yield self.collate([self.encode(samples[i]) for i in order[start:start + batch_size]])

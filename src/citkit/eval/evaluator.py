@@ -47,9 +47,9 @@ class TaskEvaluation:
 def evaluate_task(model: torch.nn.Module, task: TaskData, config: EvalConfig, method: Method | None = None,
                   tokenizer: object | None = None) -> TaskEvaluation:
     """Generate answers for `task`'s test set and score them (joined by sample id)."""
-    encoded = [task.cache.prompt(s) for s in task.test]
+    encoded = [task.encode_prompt(s) for s in task.test]
     route = (lambda batch: method.route(batch, model)) if method is not None else None
-    tokenizer = tokenizer or task.cache.encoder.tokenizer
+    tokenizer = tokenizer or task.tokenizer
     result = generate(model, encoded, tokenizer, config.batch_size, config.max_new_tokens or task.task.max_new_tokens,
                       route=route)
     references = {s.id: s.answers or (s.answer or "",) for s in task.test}

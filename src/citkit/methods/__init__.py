@@ -3,10 +3,32 @@
 Importing this package registers every built-in method.
 """
 
-from citkit.methods import joint, lora_ft, zero_shot  # noqa: F401  (registration on import)
-from citkit.methods import ewc, lwf, mas, replay  # noqa: F401  (registration on import)
-from citkit.methods import eproj, moelora, olora  # noqa: F401  (registration on import)
-from citkit.methods import hide_llava  # noqa: F401  (registration on import)
+# registration on import
+from citkit.methods import (  # noqa: F401
+    eproj,
+    ewc,
+    hide_llava,
+    joint,
+    lora_ft,
+    lwf,
+    mas,
+    moelora,
+    olora,
+    replay,
+    zero_shot,
+)
+    eproj,
+    ewc,
+    hide_llava,  # noqa: F401  (registration on import)
+    joint,
+    lora_ft,
+    lwf,
+    mas,
+    moelora,
+    olora,
+    replay,
+    zero_shot,
+)
 from citkit.methods.base import METHODS, Method, MethodConfig, register_method
 
 __all__ = ["METHODS", "Method", "MethodConfig", "register_method"]

@@ -124,7 +124,7 @@ def _image_feature(model: nn.Module, task: TaskData, samples: Sequence[Sample], 
     reference = next(tower.parameters())
     total, count = torch.zeros(int(tower.config.hidden_size)), 0
     for start in range(0, len(samples), batch_size):
-        encoded = [task.cache.train(s) for s in samples[start:start + batch_size]]
+        encoded = [task.encode(s) for s in samples[start:start + batch_size]]
         pixels = [e.pixel_values for e in encoded if e.pixel_values is not None]
         if not pixels:
             continue
@@ -177,7 +177,7 @@ def task_embeddings(model: nn.Module, task: TaskData, config: TIRConfig) -> dict
     if len(samples) > config.max_samples:
         order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(config.seed))
         samples = [samples[i] for i in order[: config.max_samples].tolist()]
-    tokenizer = task.cache.encoder.tokenizer
+    tokenizer = task.tokenizer
     embeddings: dict[str, Tensor] = {}
     for modality in config.modalities:
         if modality == "image":

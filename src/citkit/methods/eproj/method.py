@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from citkit.data.encoding import collate
 from citkit.errors import ConfigError
 from citkit.methods.base import Method, register_method
 from citkit.methods.eproj.layers import (
@@ -122,7 +121,7 @@ class EProj(Method):
         if task.index == len(projector.experts):
             projector.add_expert(self.config.expert_init)
         projector.train_only(task.index)
-        tokenizer = task.cache.encoder.tokenizer
+        tokenizer = task.tokenizer
         image_token = int(core_model(model).config.image_token_id)
         self.skip_token_ids = sorted(set(tokenizer.all_special_ids) | {image_token})
         image_query, instruction_query = self._task_queries(task, model)
@@ -139,8 +138,8 @@ class EProj(Method):
         device = next(model.parameters()).device
         image_parts, instruction_parts = [], []
         for start in range(0, len(samples), self.config.feature_batch_size):
-            chunk = [task.cache.train(s) for s in samples[start:start + self.config.feature_batch_size]]
-            batch = {k: v.to(device) for k, v in collate(chunk, task.cache.pad_id, "right").items()}
+            chunk = [task.encode(s) for s in samples[start:start + self.config.feature_batch_size]]
+            batch = {k: v.to(device) for k, v in task.collate(chunk).items()}
             image_query, instruction_query = self.queries(batch, model)
             image_parts.append(image_query)
             instruction_parts.append(instruction_query)

@@ -192,13 +192,12 @@ class HiDeLLaVA(Method):
 
     def _remember_tokens(self, task: TaskData, model: nn.Module) -> None:
         """Token ids that carry no instruction: special tokens, the image token, the chat template's words."""
-        encoder = task.cache.encoder
-        template = encoder.render([Turn("user", "")], add_generation_prompt=True)
-        ids = set(encoder.tokenizer([template], add_special_tokens=False)["input_ids"][0])
-        ids |= set(encoder.tokenizer.all_special_ids) | {image_token_id(model)}
+        template = task.render([Turn("user", "")], add_generation_prompt=True)
+        ids = set(task.tokenizer([template], add_special_tokens=False)["input_ids"][0])
+        ids |= set(task.tokenizer.all_special_ids) | {image_token_id(model)}
         self.skip_ids = sorted(int(i) for i in ids)
         if isinstance(self.features, ClipFeatures):
-            self.features.model_tokenizer = encoder.tokenizer
+            self.features.model_tokenizer = task.tokenizer
 
     def _sample_features(self, batch: dict[str, Tensor], model: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
         """Per-sample image feature (or None when no sample has one), instruction feature, has-image mask."""
