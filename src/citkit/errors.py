@@ -26,7 +26,7 @@ class UnknownNameError(CitkitError):
 
 
 class IncompatibleMethodError(CitkitError):
-    """A method cannot run in the requested setting (e.g. federated, or without a task id)."""
+    """A method cannot run in the requested setting (e.g. training a method that does not train)."""
 
 
 class ResumeMismatchError(CitkitError):

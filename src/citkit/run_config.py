@@ -10,7 +10,7 @@ import yaml
 
 from citkit.config import from_dict, parse_override, set_path, to_dict
 from citkit.data.streams import StreamConfig
-from citkit.engine.trainer import TrainConfig
+from citkit.engine.config import TrainConfig
 from citkit.errors import ConfigError
 from citkit.eval.evaluator import EvalConfig
 from citkit.methods import METHODS
@@ -59,8 +59,9 @@ class RunConfig:
         """The settings that must match for a run directory to be resumed (not names or progress bars)."""
         data = to_dict(self)
         data.pop("runs_dir")
-        data["train"].pop("progress")
-        data["train"].pop("log_every")
+        for key in ("progress", "log_every", "log_with", "num_workers"):  # how, not what, is computed
+            data["train"].pop(key)
+        data["stream"].pop("cache_items")
         data["eval"].pop("batch_size")
         data["method_options"] = to_dict(self.method_config())
         return data

@@ -27,7 +27,7 @@ from citkit.errors import ResumeMismatchError
 from citkit.io import load_tensors, read_json, save_tensors, write_json, write_jsonl
 
 
-def environment(seed: int, device: str) -> dict[str, Any]:
+def environment(seed: int, device: str, processes: int = 1) -> dict[str, Any]:
     import accelerate
     import peft
     import transformers
@@ -36,7 +36,7 @@ def environment(seed: int, device: str) -> dict[str, Any]:
 
     return {"citkit": citkit.__version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__, "accelerate": accelerate.__version__,
-            "device": device, "threads": torch.get_num_threads(), "seed": seed, "platform": platform.platform()}
+            "device": device, "processes": processes, "threads": torch.get_num_threads(), "seed": seed, "platform": platform.platform()}
 
 
 _ABSENT = object()

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import torch
-from accelerate import Accelerator
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
 from citkit.data.toy.world import ToyWorldConfig, export
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine, TrainResult
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, TrainResult, train_task
 from citkit.methods.base import Method
 from citkit.models.loading import load_model, load_processor
 from citkit.models.registry import packaged_tiny_model
@@ -60,18 +60,12 @@ TrainOne = Callable[..., tuple[torch.nn.Module, TrainResult]]
 
 @pytest.fixture
 def train_one(toy_tasks: list[TaskData]) -> TrainOne:
-    """Run one task as the runner does: training_samples, before_task, a few steps, after_task."""
+    """Run one task as the runner does: the engine's fit_task (training_samples, before_task, a few steps,
+    after_task)."""
 
     def run(method: Method, model: torch.nn.Module, index: int, steps: int = 2,
             batch_size: int = 8) -> tuple[torch.nn.Module, TrainResult]:
-        task = toy_tasks[index]
-        samples = method.training_samples(task, toy_tasks[:index])
-        method.before_task(task, model)
-        config = TrainConfig(max_steps=steps, batch_size=batch_size, progress=False, log_every=1)
-        accelerator = Accelerator(cpu=True)
-        result = train_task(model, method, task, samples, config, accelerator, seed=index)
-        model = accelerator.unwrap_model(model)
-        method.after_task(task, model)
-        return model, result
+        engine = Engine(TrainConfig(max_steps=steps, batch_size=batch_size, progress=False, log_every=1), cpu=True)
+        return engine.fit_task(model, method, toy_tasks[index], toy_tasks[:index], seed=index)
 
     return run

@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from peft import PeftModel
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
 from citkit.data.toy.world import ToyWorldConfig, export
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, train_task
 from citkit.methods.eproj import EProj, EProjConfig, expert_projector
 from citkit.models.loading import load_model, load_processor
-from citkit.runner import adapter_state, load_adapter_state
 
 CONFIG = EProjConfig(key_steps=300)
 
@@ -42,8 +41,8 @@ def routed(tiny_model_path, tasks):
     """Keys tuned for the three tasks; the experts made different so that routing shows in the output."""
     torch.manual_seed(0)
     model = fresh_model(tiny_model_path)
-    base_ids = {id(p) for p in model.parameters()}
     method = EProj(CONFIG)
+    method.remember_base(model)
     model = method.attach(model)
     for task in tasks:
         method.before_task(task, model)
@@ -52,7 +51,7 @@ def routed(tiny_model_path, tasks):
             for p in expert.parameters():
                 p.add_(0.2 * torch.randn_like(p))
     model.eval()
-    return model, method, adapter_state(model, base_ids)
+    return model, method, method.trainable_state(model)
 
 
 def prompt_batch(samples, task_data: TaskData) -> dict[str, torch.Tensor]:
@@ -116,9 +115,11 @@ def test_state_round_trip_and_resume_rebuild_the_same_model(routed, tasks, tiny_
     assert set(saved) == {f"model.multi_modal_projector.experts.{k}.{p}" for k in range(3)
                           for p in ("linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias")}
     resumed = EProj(CONFIG)
-    rebuilt = resumed.resume(resumed.attach(fresh_model(tiny_model_path)), [t.name for t in tasks])
+    fresh = fresh_model(tiny_model_path)
+    resumed.remember_base(fresh)
+    rebuilt = resumed.resume(resumed.attach(fresh), [t.name for t in tasks])
     assert {n for n, _ in rebuilt.named_parameters()} == {n for n, _ in model.named_parameters()}
-    load_adapter_state(rebuilt, saved, tiny_model_path)
+    resumed.load_trainable_state(rebuilt, saved, str(tiny_model_path))
     resumed.load_state_dict(method.state_dict())
     resumed.load_extra_state(method.extra_state())
     assert resumed.extra_state() == method.extra_state() and method.extra_state()["skip_token_ids"]
@@ -143,7 +144,7 @@ def test_one_short_task_trains_only_that_task_projector_copy(tiny_model_path, ta
     assert trainable == {n for n, _ in model.named_parameters() if n.startswith(expert_1)}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     config = TrainConfig(max_steps=3, progress=False, batch_size=4)
-    result = train_task(model, method, tasks[1], tasks[1].train, config, Accelerator(cpu=True), seed=0)
+    result = Engine(config, cpu=True).train(model, method, tasks[1].source(tasks[1].train), tasks[1].name, 0)
     assert result.steps == 3
     assert result.trainable_parameters == sum(p.numel() for p in expert_projector(model).base.parameters())
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import Accelerator
 from torch import nn
 
 from citkit.data.encoding import SampleEncoder, collate
 from citkit.data.streams import StreamConfig, load_stream
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine
 from citkit.engine.generation import generate
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, train_task
 from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.methods import METHODS
 from citkit.methods.hide_llava import HiDeConfig, HiDeLinear, HiDeLLaVA
@@ -208,7 +208,7 @@ def test_training_touches_only_the_current_expert(tiny_model_path: Path, world) 
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.endswith((".experts_A.1", ".experts_B.1")) for n in trainable)
     config = TrainConfig(max_steps=3, batch_size=8, progress=False)
-    result = train_task(model, method, tasks[1], tasks[1].train, config, Accelerator(cpu=True), seed=0)
+    result = Engine(config, cpu=True).train(model, method, tasks[1].source(tasks[1].train), tasks[1].name, 0)
     assert result.steps == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.final_loss.values())
     after = dict(model.named_parameters())
     changed = {n for n in before if n in after and not torch.equal(before[n], after[n])}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from accelerate import Accelerator
 from torch import nn
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, train_task
 from citkit.errors import ConfigError
 from citkit.methods.moelora import (
     MoELoRA,
@@ -21,7 +21,6 @@ from citkit.methods.moelora import (
 )
 from citkit.models.loading import load_model, load_processor
 from citkit.models.lora import AdapterConfig
-from citkit.runner import adapter_state, load_adapter_state
 
 
 @pytest.fixture(scope="module")
@@ -96,23 +95,26 @@ def test_output_equals_the_base_model_while_every_B_is_zero(tiny_model_path, tas
 
 def test_one_short_task_trains_experts_and_routers_and_round_trips(tiny_model_path, task) -> None:
     model = fresh_model(tiny_model_path)
-    base_ids = {id(p) for p in model.parameters()}
     method = MoELoRA(MoELoRAConfig(num_experts=2))
+    method.remember_base(model)
     model = method.attach(model)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     config = TrainConfig(max_steps=3, progress=False, batch_size=4, lr=1e-2)
-    result = train_task(model, method, task, task.train, config, Accelerator(cpu=True), seed=0)
+    result = Engine(config, cpu=True).train(model, method, task.source(task.train), task.name, 0)
     assert result.steps == 3 and set(result.final_loss) == {"ce"}
     params = dict(model.named_parameters())
     assert all(torch.equal(params[n], v) for n, v in frozen.items())
     layer = params["model.language_model.layers.0.self_attn.q_proj.lora_B"]
     assert layer.abs().sum() > 0  # B moved off zero (from then on the routers and A's get gradients too)
-    saved = adapter_state(model, base_ids)
+    saved = method.trainable_state(model)
     assert saved and all(n.endswith(("lora_A", "lora_B", "router.weight")) for n in saved)
     assert method.state_dict() == {} and method.extra_state() == {}
 
-    restored = MoELoRA(MoELoRAConfig(num_experts=2)).attach(fresh_model(tiny_model_path))
-    load_adapter_state(restored, saved, tiny_model_path)
+    again = MoELoRA(MoELoRAConfig(num_experts=2))
+    restored = fresh_model(tiny_model_path)
+    again.remember_base(restored)
+    restored = again.attach(restored)
+    again.load_trainable_state(restored, saved, str(tiny_model_path))
     model.eval(), restored.eval()
     batch = next(task.batches(2))
     with torch.no_grad():

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from accelerate import Accelerator
 from peft.tuners.lora import LoraLayer
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, train_task
 from citkit.methods.olora import OLoRA, OLoRAConfig, orthogonality_penalty
 from citkit.models.loading import load_model, load_processor
-from citkit.runner import adapter_state, load_adapter_state
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +63,16 @@ def test_model_penalty_zero_first_positive_then_zero_for_orthogonal_rows(tiny_mo
 def test_old_adapters_frozen_and_still_in_the_forward_pass(tiny_model_path, tasks) -> None:
     method = OLoRA()
     model = method.attach(fresh_model(tiny_model_path))
-    accelerator = Accelerator(cpu=True)
     config = TrainConfig(max_steps=2, progress=False, batch_size=4, lr=1e-2)
     method.before_task(tasks[0], model)
-    train_task(model, method, tasks[0], tasks[0].train, config, accelerator, seed=0)
+    Engine(config, cpu=True).train(model, method, tasks[0].source(tasks[0].train), tasks[0].name, 0)
     method.before_task(tasks[1], model)
     assert model.base_model.active_adapters == ["task_0", "task_1"]
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".task_1." in n for n in trainable)
     assert any(".task_0." in n for n, _ in model.named_parameters())
     before = {n: p.detach().clone() for n, p in model.named_parameters() if ".task_" in n}
-    result = train_task(model, method, tasks[1], tasks[1].train, config, accelerator, seed=1)
+    result = Engine(config, cpu=True).train(model, method, tasks[1].source(tasks[1].train), tasks[1].name, 1)
     assert set(result.final_loss) == {"ce", "orthogonality", "l2"} and result.final_loss["orthogonality"] > 0
     after = dict(model.named_parameters())
     assert all(torch.equal(after[n], v) for n, v in before.items() if ".task_0." in n)
@@ -91,7 +89,7 @@ def test_old_adapters_frozen_and_still_in_the_forward_pass(tiny_model_path, task
 def test_resume_rebuilds_the_same_parameters_and_state(tiny_model_path, tasks) -> None:
     method = OLoRA()
     model = fresh_model(tiny_model_path)
-    base_ids = {id(p) for p in model.parameters()}
+    method.remember_base(model)
     model = method.attach(model)
     for task in tasks:
         method.before_task(task, model)
@@ -99,13 +97,15 @@ def test_resume_rebuilds_the_same_parameters_and_state(tiny_model_path, tasks) -
         for layer in lora_layers(model):
             for name in ("task_0", "task_1", "task_2"):
                 layer.lora_B[name].weight.normal_(std=0.05)
-    saved = adapter_state(model, base_ids)
+    saved = method.trainable_state(model)
     assert len(saved) == 3 * 2 * 28  # three adapters, A and B, 4 blocks x 7 linear layers
 
     resumed = OLoRA()
-    rebuilt = resumed.resume(resumed.attach(fresh_model(tiny_model_path)), [t.name for t in tasks])
+    fresh = fresh_model(tiny_model_path)
+    resumed.remember_base(fresh)
+    rebuilt = resumed.resume(resumed.attach(fresh), [t.name for t in tasks])
     assert {n for n, _ in rebuilt.named_parameters()} == {n for n, _ in model.named_parameters()}
-    load_adapter_state(rebuilt, saved, tiny_model_path)
+    resumed.load_trainable_state(rebuilt, saved, str(tiny_model_path))
     resumed.load_state_dict(method.state_dict())
     resumed.load_extra_state(method.extra_state())
     assert resumed.extra_state() == {"adapters": ["task_0", "task_1", "task_2"]}

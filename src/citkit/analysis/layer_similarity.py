@@ -7,7 +7,7 @@ similarity in a layer means the tasks changed it alike (task-general); a drop me
 task-specific. The paper finds the drop only at the top layer; this analysis lets a user check that
 on their own model and stream instead of trusting "the last layer".
 
-Each task model is the base plus one LoRA trained with the engine's `train_task` (the `lora-ft`
+Each task model is the base plus one LoRA trained with the engine's `fit_task` (the `lora-ft`
 method, same seed and so the same initialisation for every task), or a checkpoint the user already
 has. Outputs: `cka.csv` (one row per layer and task pair), `cka.md`, `cka.json` and `cka.png`.
 """
@@ -22,7 +22,6 @@ from itertools import combinations
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
 from transformers import set_seed
 
@@ -30,8 +29,9 @@ from citkit.analysis.cka import linear_cka, rbf_cka
 from citkit.data.encoding import SampleEncoder, collate
 from citkit.data.samples import Sample
 from citkit.data.streams import StreamConfig, load_stream
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, train_task
 from citkit.errors import ConfigError
 from citkit.io import atomic_write, write_json, write_text
 from citkit.models.loading import ModelConfig, load_model, load_processor
@@ -162,16 +162,15 @@ def layer_features(model: torch.nn.Module, cache: EncodingCache, samples: list[S
     return {k: torch.cat(v) for k, v in store.items()}
 
 
-def _fine_tuned(base_path: str, task: TaskData, config: LayerSimilarityConfig, accelerator: Accelerator) -> torch.nn.Module:
+def _fine_tuned(base_path: str, task: TaskData, config: LayerSimilarityConfig, engine: Engine) -> torch.nn.Module:
     from citkit.methods.lora_ft import LoRAFineTuning
 
     model = load_model(base_path, config.model.dtype, config.model.trust_remote_code)
-    model.requires_grad_(False)
     set_seed(config.seed)  # same LoRA initialisation for every task: only the data differs
     method = LoRAFineTuning(adapter=config.adapter)
-    model = method.attach(model).to(accelerator.device)
-    train_task(model, method, task, task.train, config.train, accelerator, config.seed)
-    return accelerator.unwrap_model(model)
+    model = engine.attach(method, model)
+    model, _ = engine.fit_task(model, method, task, seed=config.seed)
+    return model
 
 
 def _from_checkpoint(base_path: str, path: str, config: LayerSimilarityConfig) -> torch.nn.Module:
@@ -239,7 +238,8 @@ def write_outputs(result: LayerSimilarity, out_dir: str | Path, title: str = "")
 
 def analyze_layer_similarity(config: LayerSimilarityConfig) -> LayerSimilarity:
     """Fine-tune (or load) one model per task, probe them all on the same inputs, compare layer by layer."""
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    engine = Engine(config.train)
+    accelerator = engine.accelerator
     stream = load_stream(config.stream, Path(config.runs_dir) / "_data")
     unknown = set(config.checkpoints) - set(stream.task_names)
     if unknown:
@@ -258,7 +258,7 @@ def analyze_layer_similarity(config: LayerSimilarityConfig) -> LayerSimilarity:
             model = _from_checkpoint(base_path, config.checkpoints[task.name], config).to(accelerator.device)
         else:
             logger.info(f"fine-tuning a LoRA on {task.name} alone")
-            model = _fine_tuned(base_path, task, config, accelerator)
+            model = _fine_tuned(base_path, task, config, engine)
         features[task.name] = layer_features(model, cache, probes, config.batch_size, config.module)
     names = [t.name for t in tasks]
     pairs = list(combinations(names, 2)) + ([(BASE, n) for n in names] if config.include_base else [])

@@ -66,6 +66,9 @@ class StreamConfig:
     test_limit: int | None = field(default=None, metadata={"help": "Use at most this many test samples per task."})
     check_images: bool = field(default=True, metadata={"help": "Open every image while loading (catches unreadable files early)."})
     toy: ToyWorldConfig = field(default_factory=ToyWorldConfig, metadata={"help": "Size and seed of the toy world."})
+    cache_items: int | None = field(default=4096, metadata={"help": (
+        "Encoded samples (token ids and pixel tensors) kept in memory, least recently used dropped first; "
+        "memory then does not grow with the stream. None keeps every one.")})
 
 
 def packaged_streams() -> dict[str, Path]:

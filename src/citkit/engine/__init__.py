@@ -1,7 +1,10 @@
-"""The training engine and batched generation."""
+"""The training engine (one loop, `Engine.fit_task`) and batched generation."""
 
+from citkit.engine.batches import BatchSource, LazyDataset, loss_items
+from citkit.engine.config import TrainConfig, steps_for
+from citkit.engine.engine import Engine, TrainableTask, TrainResult
 from citkit.engine.generation import Generation, generate
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, TrainResult, train_task
 
-__all__ = ["EncodingCache", "Generation", "TaskData", "TrainConfig", "TrainResult", "generate", "train_task"]
+__all__ = ["BatchSource", "Engine", "EncodingCache", "Generation", "LazyDataset", "TaskData", "TrainConfig",
+           "TrainResult", "TrainableTask", "generate", "loss_items", "steps_for"]

@@ -6,7 +6,8 @@ features) with `task.batches(...)` without knowing how samples become tensors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,30 +15,48 @@ import torch
 
 from citkit.data.encoding import Encoded, SampleEncoder, collate
 from citkit.data.samples import Sample, Task, Turn
+from citkit.engine.batches import BatchSource, LazyDataset
+from citkit.errors import ConfigError
 
 
 class EncodingCache:
-    """Encodes each sample once per run (train and prompt forms kept apart)."""
+    """Encodes samples on first use and keeps at most `max_items` of them (least recently used go first).
 
-    def __init__(self, encoder: SampleEncoder) -> None:
+    Memory does not grow with the data: a stream of any size holds at most `max_items` encodings (token
+    ids and pixel tensors) at a time; an evicted sample is encoded again when it is next needed, which
+    gives the same tensors (encoding is deterministic). Train and prompt forms are kept apart."""
+
+    def __init__(self, encoder: SampleEncoder, max_items: int | None = 4096) -> None:
+        if max_items is not None and max_items < 1:
+            raise ConfigError(f"data.cache_items must be >= 1 or None (unbounded), got {max_items}")
         self.encoder = encoder
-        self._cache: dict[tuple[str, str, str], Encoded] = {}
+        self.max_items = max_items
+        self._cache: OrderedDict[tuple[str, str, str], Encoded] = OrderedDict()
+        self.encoded = 0  # encodings made so far (a re-encoded evicted sample counts again)
 
     @property
     def pad_id(self) -> int:
         return int(self.encoder.tokenizer.pad_token_id)
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _get(self, key: tuple[str, str, str], make: Callable[[], Encoded]) -> Encoded:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = make()
+        self.encoded += 1
+        self._cache[key] = value
+        if self.max_items is not None and len(self._cache) > self.max_items:
+            self._cache.popitem(last=False)
+        return value
+
     def train(self, sample: Sample) -> Encoded:
-        key = ("train", sample.task, sample.id)
-        if key not in self._cache:
-            self._cache[key] = self.encoder.encode_train(sample)
-        return self._cache[key]
+        return self._get(("train", sample.task, sample.id), lambda: self.encoder.encode_train(sample))
 
     def prompt(self, sample: Sample) -> Encoded:
-        key = ("prompt", sample.task, sample.id)
-        if key not in self._cache:
-            self._cache[key] = self.encoder.encode_prompt(sample)
-        return self._cache[key]
+        return self._get(("prompt", sample.task, sample.id), lambda: self.encoder.encode_prompt(sample))
 
 
 @dataclass
@@ -77,6 +96,11 @@ class TaskData:
     def collate(self, encoded: Sequence[Encoded], padding_side: str = "right") -> dict[str, torch.Tensor]:
         """A model batch of encoded samples (right padding for training, left for generation)."""
         return collate(encoded, self.cache.pad_id, padding_side)
+
+    def source(self, samples: Sequence[Sample]) -> BatchSource:
+        """What the engine trains on: `samples` encoded lazily (in DataLoader workers if any), collated
+        with right padding; the loss averages over answer tokens."""
+        return BatchSource(LazyDataset(samples, self.encode), self.collate)
 
     def render(self, turns: Sequence[Turn], add_generation_prompt: bool) -> str:
         """The chat template's text for `turns` (placeholders not yet expanded)."""

@@ -1,21 +1,24 @@
 """The method interface: a small object whose hooks the engine calls at named moments.
 
-Order of calls in a run (see docs/architecture.md):
+Order of calls in a run (see docs/architecture.md); `Engine.attach` and `Engine.fit_task` make them:
 
     attach(model)                          once, before the first task: add adapters / experts
     resume(model, finished)                once, when a run continues: rebuild per-task structure
-    for each task:
+    for each task (Engine.fit_task):
         training_samples(task, previous)   which samples to train on (replay, joint)
         before_task(task, model)           snapshot weights, add this task's adapter, similarities
-        for each step:
+        for each micro-batch of a step:
+            objective(batch, outputs, model)  the base loss, by name (default: the model's own loss)
             loss(batch, outputs, model)    extra loss terms, returned by name (the engine sums them)
-            after_step(model)              after the optimizer update
+        after_step(model)                  after the optimizer update
         after_task(task, model)            importances, anchors, merging
     route(batch, model)                    at inference: a context in which the model routes per sample
 
 Methods never call `backward()` or `optimizer.step()`: the engine owns the step, so mixed precision,
 gradient accumulation and multi-GPU work the same for every method. State that crosses tasks goes
-through `state_dict()` (tensors, saved with safetensors) and `extra_state()` (JSON).
+through `state_dict()` (tensors, saved with safetensors) and `extra_state()` (JSON); the weights a
+method added to or trains in the model go through `trainable_state()` / `load_trainable_state()`,
+the one contract that checkpoints, resume and federated payloads use.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.models.lora import AdapterConfig, add_lora
 from citkit.registry import Registry
 
@@ -45,13 +49,17 @@ class Method:
     """Base class: every hook is a no-op, so a method overrides only what it needs."""
 
     config_class: ClassVar[type] = MethodConfig
-    trains: ClassVar[bool] = True            # False for zero-shot: the engine skips training
-    supports_federated: ClassVar[bool] = False
-    needs_task_id: ClassVar[bool] = False    # True only for oracle methods
+    trains: ClassVar[bool] = True            # False for zero-shot: the runner skips training
 
     def __init__(self, config: Any = None, adapter: AdapterConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         self.adapter = adapter or AdapterConfig()
+        self._base_ids: set[int] | None = None  # ids of the base model's parameters, before attach
+
+    def remember_base(self, model: nn.Module) -> None:
+        """Called by the engine before `attach`: the base parameters, so that `trainable_state` knows
+        what the method added."""
+        self._base_ids = {id(p) for p in model.parameters()}
 
     # --- structure ---
     def attach(self, model: nn.Module) -> nn.Module:
@@ -70,8 +78,19 @@ class Method:
     def before_task(self, task: TaskData, model: nn.Module) -> None:
         """Called before training on `task`."""
 
+    def objective(self, batch: dict[str, Tensor], outputs: Any, model: nn.Module) -> dict[str, Tensor]:
+        """The base loss of a micro-batch, by name: a mean over the batch's `loss_items` (answer tokens, or
+        samples for class labels), which the engine weights for exact gradient accumulation. Default: the
+        model's own loss (`outputs.loss`, the LM cross-entropy). Override to mask or replace it
+        (class-incremental logit masking, a distillation-only phase)."""
+        if getattr(outputs, "loss", None) is None:
+            raise ConfigError(f"{type(self).__name__}: the model returned no loss; the batch needs labels, or "
+                              "the method must override objective()")
+        return {"ce": outputs.loss}
+
     def loss(self, batch: dict[str, Tensor], outputs: Any, model: nn.Module) -> dict[str, Tensor]:
-        """Extra loss terms, by name; the engine adds them to the cross-entropy and logs each one."""
+        """Extra loss terms, by name (penalties, distillation); the engine adds them to the objective and
+        logs each one. Under gradient accumulation each is averaged over the step's micro-batches."""
         return {}
 
     def after_step(self, model: nn.Module) -> None:
@@ -86,6 +105,32 @@ class Method:
         return contextlib.nullcontext()
 
     # --- state ---
+    def trainable_state(self, model: nn.Module) -> dict[str, Tensor]:
+        """The weights this method added to `model` or trains in it (adapters, experts, a trained projector),
+        by parameter name: what a checkpoint stores and what a federated client sends."""
+        base = self._base_ids or set()
+        return {n: p.detach() for n, p in model.named_parameters() if id(p) not in base or p.requires_grad}
+
+    def load_trainable_state(self, model: nn.Module, state: dict[str, Tensor], where: str = "checkpoint") -> None:
+        """Copy `state` (from `trainable_state`) into `model`. Every tensor must exist in the model, and
+        every parameter the method added must be in `state` (a rebuilt model that grew a tensor the state
+        lacks would otherwise keep its random initialisation silently)."""
+        params = dict(model.named_parameters())
+        missing = [k for k in state if k not in params]
+        if missing:
+            raise ResumeMismatchError(f"{where}: holds {missing[0]!r}, which the rebuilt model lacks")
+        if self._base_ids is not None:
+            unsaved = [n for n, p in params.items() if id(p) not in self._base_ids and n not in state]
+            if unsaved:
+                raise ResumeMismatchError(f"{where}: the rebuilt model has {unsaved[0]!r} ({len(unsaved)} such "
+                                          "tensors), which the state lacks")
+        with torch.no_grad():
+            for name, value in state.items():
+                if params[name].shape != value.shape:
+                    raise ResumeMismatchError(f"{where}: {name!r} has shape {tuple(value.shape)}, the model's "
+                                              f"{tuple(params[name].shape)}")
+                params[name].copy_(value.to(params[name].device, params[name].dtype))
+
     def state_dict(self) -> dict[str, Tensor]:
         return {}
 

@@ -82,7 +82,6 @@ class EWC(Method):
     the task. With TIR, I is first scaled by (1 - similarity of its owner task to the new task)."""
 
     config_class = EWCConfig
-    supports_federated = True
     penalty_name = "ewc"
 
     def __init__(self, config: Any = None, adapter: Any = None) -> None:

@@ -11,4 +11,3 @@ class LoRAFineTuning(Method):
 
     All behaviour is the base class's: one LoRA attached before the first task."""
 
-    supports_federated = True

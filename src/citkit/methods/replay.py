@@ -49,7 +49,6 @@ class Replay(Method):
     samples plus the whole buffer, shuffled together by the engine."""
 
     config_class = ReplayConfig
-    supports_federated = True
 
     def __init__(self, config: Any = None, adapter: Any = None) -> None:
         super().__init__(config, adapter)

@@ -12,7 +12,6 @@ class ZeroShot(Method):
     """No adapter, no training: every row of the matrix is the base model's score."""
 
     trains = False
-    supports_federated = True
 
     def attach(self, model: nn.Module) -> nn.Module:
         return model

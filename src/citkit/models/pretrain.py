@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from torch import nn
 from transformers import set_seed
 
 from citkit.data.encoding import SampleEncoder
@@ -26,12 +24,13 @@ from citkit.data.llava_format import read_test, read_train
 from citkit.data.samples import Task
 from citkit.data.streams import read_stream_file
 from citkit.data.toy.world import ToyWorldConfig, export
+from citkit.engine.config import TrainConfig
+from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.engine.trainer import TrainConfig, train_task
 from citkit.errors import CitkitError
 from citkit.eval.evaluator import EvalConfig, evaluate_task
 from citkit.io import write_json
-from citkit.methods.base import Method
+from citkit.methods.full_finetune import FullFineTune
 from citkit.models.tiny import (
     TinyModelConfig,
     build_model,
@@ -60,15 +59,6 @@ class PretrainConfig:
     quality_gate: float = field(default=90.0, metadata={"help": "Minimum mean score on the base tasks."})
 
 
-class _FullFineTune(Method):
-    """Every parameter but the (already warmed-up) vision tower trains; no adapter."""
-
-    def attach(self, model: nn.Module) -> nn.Module:
-        for name, p in model.named_parameters():
-            p.requires_grad_("vision_tower" not in name)
-        return model
-
-
 class QualityGateError(CitkitError):
     """The pretrained tiny model does not see the world well enough."""
 
@@ -91,12 +81,12 @@ def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool
                                read_test(Path(tmp) / e["test"], Path(tmp) / e["image_root"], e["name"]),
                                e["scorer"], int(e["max_new_tokens"])), i, cache)
                  for i, e in enumerate(spec["tasks"])]
-        mixture = [s for t in tasks for s in t.train]
-        method = _FullFineTune()
-        model = method.attach(model)
-        train = TrainConfig(max_steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup_ratio=0.02,
-                            weight_decay=0.01, progress=progress)
-        result = train_task(model, method, tasks[0], mixture, train, Accelerator(cpu=True), config.seed)
+        mixture = TaskData(Task("base-mixture", [s for t in tasks for s in t.train], [], "exact", 1), 0, cache)
+        engine = Engine(TrainConfig(max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                                    warmup_ratio=0.02, weight_decay=0.01, progress=progress), cpu=True)
+        method = FullFineTune(frozen=("vision_tower",))  # already warmed up in stage 1
+        model = engine.attach(method, model)
+        model, result = engine.fit_task(model, method, mixture, seed=config.seed)
         scores = {t.name: evaluate_task(model, t, EvalConfig(batch_size=128)).score for t in tasks}
     mean = sum(scores.values()) / len(scores)
     quality = {"scores": scores, "vision_cell_accuracy": 100 * vision_accuracy, "mean": mean, "quality_gate": config.quality_gate, "steps": result.steps,
