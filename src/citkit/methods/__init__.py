@@ -17,18 +17,6 @@ from citkit.methods import (  # noqa: F401
     replay,
     zero_shot,
 )
-    eproj,
-    ewc,
-    hide_llava,  # noqa: F401  (registration on import)
-    joint,
-    lora_ft,
-    lwf,
-    mas,
-    moelora,
-    olora,
-    replay,
-    zero_shot,
-)
 from citkit.methods.base import METHODS, Method, MethodConfig, register_method
 
 __all__ = ["METHODS", "Method", "MethodConfig", "register_method"]
