@@ -78,6 +78,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from citkit.estimate import estimate
+
+    result = estimate(_config_from_args(args), seq_len=args.seq_len, processes=args.processes, sharding=args.sharding)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.to_markdown())
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from citkit.compare import compare
 
@@ -222,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. hide-llava:layout=expand-all (its own row and run directory)"))
     _add_run_arguments(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("estimate", help="memory per device of a run (parameters, optimizer, method state, "
+                       "activations), before anything runs; see docs/estimate.md", epilog=_run_settings_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(p)
+    p.add_argument("--seq-len", type=int, help="tokens per sample (default: image tokens + 256, capped by the model)")
+    p.add_argument("--processes", type=int, default=1, help="data-parallel processes (devices)")
+    p.add_argument("--sharding", choices=["none", "zero2", "zero3"], default="none",
+                   help="none: DDP, all replicated; zero2: gradients and optimizer sharded; zero3/FSDP: weights too")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON (bytes and counts)")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("resume", help="continue an interrupted run after its last finished task")
     p.add_argument("run_dir")
