@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Literal
 
 from citkit.errors import ConfigError
 from citkit.estimate.activations import block_bytes_per_token, logits_bytes_per_token
-from citkit.estimate.structure import Structure, structure_after
 from citkit.estimate.streams import stream_task_count
+from citkit.estimate.structure import Structure, structure_after
 
 if TYPE_CHECKING:
     from citkit.run_config import RunConfig
@@ -184,11 +184,11 @@ def activation_bytes(structure: Structure, batch_size: int, seq_len: int, act_by
 
 def method_state_bytes(config: RunConfig, structure: Structure, tasks: int) -> tuple[int, int]:
     """(kept on the device while training, saved in each task's checkpoint) bytes of method tensors."""
+    from citkit.methods import METHODS
     from citkit.methods.eproj.method import EProj
     from citkit.methods.ewc import EWC
     from citkit.methods.hide_llava.method import HiDeLLaVA
     from citkit.methods.lwf import LwF
-    from citkit.methods import METHODS
 
     cls = METHODS.get(config.method)
     trainable = structure.trainable_parameters
