@@ -3,12 +3,11 @@ against the measured one, and the command line.
 
 Tolerance of the peak check: the measured peak of two real training steps (forward, backward, AdamW
 update; peak live CPU tensor bytes from torch's profiler, plus the model's resident weights and
-buffers) must lie within [0.7, 1.3] x the estimate at batch 4 and at batch 16, so the estimate must
+buffers) must lie within [0.85, 1.15] x the estimate at batch 4 and at batch 16, so the estimate must
 also grow with the batch as the measurement does (about 3.5x here). The estimate traces the adapters'
 saved tensors exactly and counts the frozen blocks by formula; on this model the two agree to a few
-per cent (lora-ft 0.99-1.00, o-lora 0.95, moelora 0.88), so 30 % leaves room for allocator detail
-while a missing term (the logits, the per-layer MLP, the frozen O-LoRA adapters' dropout, a factor of
-the batch) breaks it.
+per cent (lora-ft 0.99-1.00, o-lora 0.95, moelora 0.88), so 15 % leaves room for allocator detail,
+while a missing term breaks it (without the MLP's 3 i d per token lora-ft measures 1.26 x the estimate).
 """
 
 from __future__ import annotations
@@ -146,7 +145,7 @@ def test_estimated_training_peak_matches_the_measured_one(method_name: str) -> N
         ratios[batch_size] = measured / estimated
         print(f"{method_name} batch {batch_size}: measured {measured:,} B, estimated {estimated:,} B, "
               f"ratio {ratios[batch_size]:.2f}")
-    assert all(0.7 <= ratio <= 1.3 for ratio in ratios.values()), ratios
+    assert all(0.85 <= ratio <= 1.15 for ratio in ratios.values()), ratios
 
 
 def test_checkpointing_and_sharding_reduce_the_total() -> None:
