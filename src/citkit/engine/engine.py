@@ -270,8 +270,12 @@ def projector_parameters(model: nn.Module) -> list[nn.Parameter]:
 def enable_gradient_checkpointing(model: nn.Module) -> None:
     """transformers' non-reentrant activation checkpointing on the (possibly peft-wrapped) model."""
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if not hasattr(target, "gradient_checkpointing_enable"):
-        raise ConfigError(f"train.gradient_checkpointing: {type(target).__name__} is not a transformers model "
-                          "and cannot checkpoint its activations; set it to false")
-    if not getattr(target, "is_gradient_checkpointing", False):
+    enable = getattr(target, "activation_checkpointing_enable", None)  # transformers >= 5.x
+    if enable is None and hasattr(target, "gradient_checkpointing_enable"):
         target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return
+    if enable is None or not getattr(target, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"train.gradient_checkpointing: {type(target).__name__} cannot checkpoint its activations "
+                          "(not a transformers model that supports it); set it to false")
+    if not getattr(target, "is_activation_checkpointing", False):
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -1,0 +1,28 @@
+"""A continual run as one process of a multi-process job (launched by tests with torch.distributed.run).
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/engine/distributed_run.py STREAM RUNS NAME \
+        BATCH_SIZE [STOP_AFTER]
+
+The main process writes the run directory; every process prints nothing.
+"""
+
+import sys
+
+import torch
+
+from citkit.run_config import build_run_config
+from citkit.runner import run
+
+
+def main() -> None:
+    stream, runs, name, batch_size = sys.argv[1:5]
+    stop_after = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    torch.set_num_threads(1)
+    overrides = [f"stream.name={stream}", "stream.tasks=[colour, shape]", "train.max_steps=12",
+                 f"train.batch_size={batch_size}", "train.progress=false", "adapter.dropout=0.0"]
+    config = build_run_config({}, overrides, method="lora-ft", seed=1, name=name, runs_dir=runs)
+    run(config, stop_after=stop_after)
+
+
+if __name__ == "__main__":
+    main()

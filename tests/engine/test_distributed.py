@@ -1,0 +1,70 @@
+"""Two processes (gloo on CPU) with the same global batch reach the same matrix as one process, write the
+run directory once, and resume after an interruption to the same matrix."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("distributed_run.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(processes: int, stream: Path, runs: Path, name: str, batch_size: int, stop_after: int | None = None) -> None:
+    command = [sys.executable, str(SCRIPT), str(stream), str(runs), name, str(batch_size)]
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                   "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *command[1:]]
+    if stop_after is not None:
+        command.append(str(stop_after))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def outputs(run_dir: Path) -> tuple[list, list[str]]:
+    matrix = json.loads((run_dir / "matrix.json").read_text())
+    predictions = [(run_dir / "predictions" / f"row_{r}.jsonl").read_text() for r in range(3)]
+    return matrix, predictions
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory) -> Path:
+    from citkit.data.toy.world import ToyWorldConfig, export
+
+    # 16 training samples: two processes x 4 x 2 steps cover each epoch without padding batches
+    return export(ToyWorldConfig(train_per_task=16, test_per_task=6, seed=3), tmp_path_factory.mktemp("dist-toy"))
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, stream) -> None:
+    launch(1, stream, tmp_path, "one", batch_size=8)
+    launch(2, stream, tmp_path, "two", batch_size=4)
+    one, two = outputs(tmp_path / "one"), outputs(tmp_path / "two")
+    assert one[0]["rows"] == two[0]["rows"] and any(v > 0 for row in one[0]["rows"][1:] for v in row)
+    assert one[1] == two[1]  # every prediction, by id, identical
+    env = json.loads((tmp_path / "two" / "environment.json").read_text())
+    assert env["processes"] == 2
+    lines = [json.loads(line) for line in (tmp_path / "two" / "predictions" / "row_1.jsonl").read_text().splitlines()]
+    ids = [line["id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 12  # both tasks' 6 test samples, each once, none lost
+    assert not list((tmp_path / "two").rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_processes_interrupted_after_a_task_resume_to_the_same_matrix(tmp_path, stream) -> None:
+    launch(2, stream, tmp_path, "whole", batch_size=4)
+    launch(2, stream, tmp_path, "split", batch_size=4, stop_after=1)
+    assert json.loads((tmp_path / "split" / "matrix.json").read_text())["rows"][2] == [None, None]
+    launch(2, stream, tmp_path, "split", batch_size=4)
+    assert outputs(tmp_path / "whole") == outputs(tmp_path / "split")
