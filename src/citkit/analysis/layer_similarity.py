@@ -34,8 +34,9 @@ from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.errors import ConfigError
 from citkit.io import atomic_write, write_json, write_text
+from citkit.models.families import family_of
 from citkit.models.loading import ModelConfig, load_model, load_processor
-from citkit.models.lora import LANGUAGE_MODEL_PREFIX, AdapterConfig, model_type
+from citkit.models.lora import AdapterConfig
 from citkit.models.registry import resolve_model_path
 
 logger = get_logger(__name__)
@@ -116,9 +117,7 @@ class LayerSimilarity:
 
 def decoder_modules(model: torch.nn.Module, module: str = "mlp.down_proj") -> dict[int, torch.nn.Module]:
     """Decoder layer index -> the `module` of that layer inside the language model (adapter wrappers included)."""
-    prefix = LANGUAGE_MODEL_PREFIX.get(model_type(getattr(model, "get_base_model", lambda: model)()))
-    if prefix is None:
-        raise ConfigError(f"no language-model prefix known for model type {model_type(model)!r}")
+    prefix = family_of(model).language_model_regex
     pattern = re.compile(rf"{prefix}\.layers\.(\d+)\.{re.escape(module)}$")
     found = {int(m.group(1)): mod for name, mod in model.named_modules() if (m := pattern.search(name))}
     if not found:

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from citkit.errors import ConfigError
 from citkit.methods.base import Method, register_method
-from citkit.models.lora import PROJECTOR_NAME, add_lora, model_type
+from citkit.models.families import projector
+from citkit.models.lora import add_lora
 
 if TYPE_CHECKING:
     from citkit.engine.task_data import TaskData
@@ -136,6 +137,5 @@ class OLoRA(Method):
         model.base_model.set_adapter(list(self.adapters))
         model.base_model.set_requires_grad(self.adapters[:-1], requires_grad=False)
         model.base_model.set_requires_grad(self.adapters[-1], requires_grad=True)
-        projector = PROJECTOR_NAME.get(model_type(model.get_base_model()))
-        if self.adapter.train_projector and projector is not None:
-            getattr(model.get_base_model().model, projector).requires_grad_(True)
+        if self.adapter.train_projector:
+            projector(model).requires_grad_(True)

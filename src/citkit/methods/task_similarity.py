@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from citkit.data.llava_format import IMAGE_TOKEN
 from citkit.errors import ConfigError, ResumeMismatchError
+from citkit.models.families import image_feature_size, input_embeddings, pooled_image_features
 
 if TYPE_CHECKING:
     from citkit.data.samples import Sample
@@ -97,40 +98,20 @@ def combined_similarity(embeddings: dict[str, Tensor]) -> tuple[Tensor, dict[str
 
 # --- embeddings -------------------------------------------------------------------------------------
 
-def _base(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def vision_tower(model: nn.Module) -> nn.Module:
-    """The vision encoder of an image-text-to-text model (LLaVA keeps it at `model.vision_tower`)."""
-    base = _base(model)
-    for owner in (base, getattr(base, "model", None)):
-        tower = getattr(owner, "vision_tower", None) if owner is not None else None
-        if isinstance(tower, nn.Module):
-            return tower
-    raise ConfigError(f"{type(base).__name__} has no vision_tower; drop 'image' from method.tir.modalities")
-
-
-def _pooled(output: Any) -> Tensor:
-    pooled = getattr(output, "pooler_output", None)
-    if pooled is not None:
-        return pooled  # (batch, hidden): CLIP/SigLIP's CLS / pooled feature
-    return output.last_hidden_state.mean(1)  # (batch, patches, hidden) -> (batch, hidden)
-
-
 def _image_feature(model: nn.Module, task: TaskData, samples: Sequence[Sample], batch_size: int) -> Tensor:
     """Mean pooled feature of the vision tower over the samples' images (zeros if there is none)."""
-    tower = vision_tower(model)
-    reference = next(tower.parameters())
-    total, count = torch.zeros(int(tower.config.hidden_size)), 0
+    device = next(model.parameters()).device
+    total: Tensor | None = None
+    count = 0
     for start in range(0, len(samples), batch_size):
-        encoded = [task.encode(s) for s in samples[start:start + batch_size]]
-        pixels = [e.pixel_values for e in encoded if e.pixel_values is not None]
-        if not pixels:
+        batch = task.collate([task.encode(s) for s in samples[start:start + batch_size]])
+        if "pixel_values" not in batch:
             continue
-        images = torch.cat(pixels).to(reference.device, reference.dtype)  # (images, channels, height, width)
-        total += _pooled(tower(pixel_values=images)).float().sum(0).cpu()
-        count += images.shape[0]
+        features = pooled_image_features(model, {k: v.to(device) for k, v in batch.items()})  # (images, hidden)
+        total = features.sum(0).cpu() if total is None else total + features.sum(0).cpu()
+        count += features.shape[0]
+    if total is None:
+        return torch.zeros(image_feature_size(model))
     return total / max(count, 1)
 
 
@@ -140,7 +121,7 @@ def _texts(samples: Sequence[Sample], role: str) -> list[str]:
 
 
 def _embedding_table_features(model: nn.Module, tokenizer: Any, texts: list[str]) -> Tensor:
-    table = _base(model).get_input_embeddings().weight.detach()  # (vocab, hidden), frozen base weights
+    table = input_embeddings(model).weight.detach()  # (vocab, hidden), frozen base weights
     features = []
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -2,7 +2,7 @@
 
 peft matches `target_modules` names anywhere in the model, so a plain ["q_proj", "v_proj"] would also
 wrap the vision tower's attention. citkit targets the language model explicitly with a regex built
-from a per-architecture module prefix.
+from the module path its architecture's `Family` gives (`citkit.models.families`).
 """
 
 from __future__ import annotations
@@ -13,19 +13,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from citkit.errors import ConfigError
+from citkit.models.families import family_of, projector
 
-# Module path prefix of the language model inside each image-text-to-text architecture (transformers 5).
-LANGUAGE_MODEL_PREFIX: dict[str, str] = {
-    "llava": r"model\.language_model",
-    "llava_next": r"model\.language_model",
-    "llava_onevision": r"model\.language_model",
-    "qwen2_vl": r"model\.language_model",
-    "qwen2_5_vl": r"model\.language_model",
-    "idefics3": r"model\.text_model",
-    "paligemma": r"model\.language_model",
-}
-PROJECTOR_NAME: dict[str, str] = {"llava": "multi_modal_projector", "llava_next": "multi_modal_projector",
-                                  "llava_onevision": "multi_modal_projector"}
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -50,23 +39,28 @@ class AdapterConfig:
 
 
 def model_type(model: torch.nn.Module) -> str:
-    return str(getattr(getattr(model, "config", None), "model_type", ""))
+    return family_of(model).model_type
 
 
 def target_regex(model: torch.nn.Module, modules: tuple[str, ...]) -> str:
     """A peft `target_modules` regex that matches `modules` inside the language model only."""
-    kind = model_type(model)
-    prefix = LANGUAGE_MODEL_PREFIX.get(kind)
-    if prefix is None:
-        raise ConfigError(f"no language-model prefix known for model type {kind!r}; known: "
-                          f"{', '.join(sorted(LANGUAGE_MODEL_PREFIX))}")
-    return rf".*{prefix}\..*\.({'|'.join(modules)})"
+    return rf".*{family_of(model).language_model_regex}\..*\.({'|'.join(modules)})"
+
+
+def projector_module_name(model: torch.nn.Module) -> str:
+    """The projector's attribute name, as peft's `modules_to_save` matches it."""
+    return family_of(model).projector.rpartition(".")[2]
 
 
 def lora_config(model: torch.nn.Module, adapter: AdapterConfig) -> LoraConfig:
-    saved = [PROJECTOR_NAME[model_type(model)]] if adapter.train_projector and model_type(model) in PROJECTOR_NAME else None
+    saved = [projector_module_name(model)] if adapter.train_projector else None
     return LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                       target_modules=target_regex(model, adapter.target_modules), modules_to_save=saved)
+
+
+def train_projector(model: torch.nn.Module) -> None:
+    """Make the vision-language projector trainable (for methods that build their own adapters)."""
+    projector(model).requires_grad_(True)
 
 
 def add_lora(model: torch.nn.Module, adapter: AdapterConfig, name: str = "default") -> PeftModel:
@@ -79,3 +73,15 @@ def add_lora(model: torch.nn.Module, adapter: AdapterConfig, name: str = "defaul
 
 def trainable_parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def __getattr__(name: str) -> dict[str, str]:
+    """Read-only views of the families registry under the names older code imports (kept for callers
+    not yet moved to `citkit.models.families`): model type -> language-model regex / projector name."""
+    from citkit.models.families import FAMILIES
+
+    if name == "LANGUAGE_MODEL_PREFIX":
+        return {kind: family.language_model_regex for kind, family in FAMILIES.items()}
+    if name == "PROJECTOR_NAME":
+        return {kind: family.projector.rpartition(".")[2] for kind, family in FAMILIES.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,22 +15,32 @@ import torch
 from peft import PeftModel
 from torch import Tensor, nn
 
-from citkit.data.encoding import IGNORE_INDEX
 from citkit.errors import ConfigError
-from citkit.models.lora import PROJECTOR_NAME, model_type
+from citkit.models.families import (
+    ImageFeature,
+    input_embeddings,
+    instruction_mask,
+    language_model,
+    pooled_image_features,
+    projector,
+)
 
-ImageFeature = Literal["pooled", "mean"]
+__all__ = ["ExpertProjector", "ImageFeature", "InstructionFeature", "expert_projector", "image_queries",
+           "instruction_queries"]
 InstructionFeature = Literal["input-embeddings", "language-model"]
 
 
 class ExpertProjector(nn.Module):
     """The original (frozen) projector plus one trainable copy per task.
 
+    Rows: the first dimension of the projector's input, one per image for LLaVA, one per tile for
+    any-resolution models, one per vision patch for Qwen-VL (`citkit.models.families.projector_rows`).
+
     Attributes:
         base: the pretrained projector; used only while no expert exists.
         experts: one projector per task, in task order.
         active: the expert used when no per-image routing is set (the task being trained).
-        routing: (num_images,) expert index per image, set by `EProj.route` for one batch.
+        routing: (rows,) expert index per row of the projector input, set by `EProj.route` for one batch.
     """
 
     def __init__(self, base: nn.Module) -> None:
@@ -62,7 +72,7 @@ class ExpertProjector(nn.Module):
         routing = self.routing.to(image_features.device)
         if routing.shape[0] != image_features.shape[0]:
             raise ConfigError(f"eproj: routing holds {routing.shape[0]} choices for "
-                              f"{image_features.shape[0]} images")
+                              f"{image_features.shape[0]} projector input rows")
         out: Tensor | None = None
         for expert in routing.unique().tolist():
             rows = (routing == expert).nonzero().squeeze(1)
@@ -73,46 +83,17 @@ class ExpertProjector(nn.Module):
         return out if out is not None else self.experts[self.active](image_features)  # no image: empty batch
 
 
-def core_model(model: nn.Module) -> nn.Module:
-    """The transformers model under a possible peft wrapper (e.g. LlavaForConditionalGeneration)."""
-    return model.get_base_model() if isinstance(model, PeftModel) else model
-
-
-def projector_name(model: nn.Module) -> str:
-    kind = model_type(core_model(model))
-    if kind not in PROJECTOR_NAME:
-        raise ConfigError(f"eproj: no projector known for model type {kind!r}; "
-                          f"known: {', '.join(PROJECTOR_NAME)}")
-    return PROJECTOR_NAME[kind]
-
-
 def expert_projector(model: nn.Module) -> ExpertProjector:
-    projector = getattr(core_model(model).model, projector_name(model))
-    if not isinstance(projector, ExpertProjector):
+    found = projector(model)
+    if not isinstance(found, ExpertProjector):
         raise ConfigError("eproj: the model has no expert projector; call EProj.attach(model) first")
-    return projector
-
-
-def image_owners(input_ids: Tensor, num_images: int, image_token_id: int) -> Tensor:
-    """(num_images,) index of the sample each image of a batch belongs to (images are in sample order)."""
-    per_sample = (input_ids == image_token_id).sum(1)  # (batch,) image tokens of each sample
-    tokens_per_image = int(per_sample.sum()) // max(1, num_images)
-    if tokens_per_image == 0 or int(per_sample.sum()) != tokens_per_image * num_images:
-        raise ConfigError(f"eproj: {int(per_sample.sum())} image tokens do not split evenly over "
-                          f"{num_images} images")
-    counts = per_sample // tokens_per_image
-    return torch.repeat_interleave(torch.arange(input_ids.shape[0], device=input_ids.device), counts)
+    return found
 
 
 @torch.no_grad()
-def image_queries(model: nn.Module, pixel_values: Tensor, feature: ImageFeature) -> Tensor:
+def image_queries(model: nn.Module, batch: dict[str, Tensor], feature: ImageFeature) -> Tensor:
     """(images, vision_hidden): the frozen vision tower's pooled (CLS) or patch-mean feature."""
-    tower = core_model(model).model.vision_tower
-    dtype = next(tower.parameters()).dtype
-    out = tower(pixel_values.to(dtype), return_dict=True)
-    if feature == "pooled" and getattr(out, "pooler_output", None) is not None:
-        return out.pooler_output.float()
-    return out.last_hidden_state.float().mean(1)
+    return pooled_image_features(model, batch, feature)
 
 
 @torch.no_grad()
@@ -124,17 +105,14 @@ def instruction_queries(model: nn.Module, batch: dict[str, Tensor], feature: Ins
     not an answer token (label -100) when the batch has labels. 'input-embeddings' pools the base
     LLM's input embeddings; 'language-model' pools the last hidden state of the language model run
     on those tokens alone, with any peft adapter disabled."""
-    input_ids, mask = batch["input_ids"], batch["attention_mask"].bool()
-    skip = torch.tensor(skip_ids, device=input_ids.device, dtype=input_ids.dtype)
-    keep = mask & ~torch.isin(input_ids, skip)
-    if "labels" in batch:
-        keep &= batch["labels"] == IGNORE_INDEX
-    embeds = core_model(model).get_input_embeddings()(input_ids)  # (batch, seq, hidden)
+    input_ids = batch["input_ids"]
+    keep = instruction_mask(batch, torch.tensor(skip_ids, device=input_ids.device, dtype=input_ids.dtype))
+    embeds = input_embeddings(model)(input_ids)  # (batch, seq, hidden)
     if feature == "language-model":
         disabled = model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext()
         with disabled:
             positions = (keep.long().cumsum(1) - 1).clamp(min=0)  # padding-independent positions
-            embeds = core_model(model).model.language_model(inputs_embeds=embeds, attention_mask=keep.long(),
-                                                            position_ids=positions).last_hidden_state
+            embeds = language_model(model)(inputs_embeds=embeds, attention_mask=keep.long(),
+                                           position_ids=positions).last_hidden_state
     weights = keep.unsqueeze(-1).to(embeds.dtype)  # (batch, seq, 1)
     return ((embeds * weights).sum(1) / weights.sum(1).clamp(min=1)).float()

@@ -22,12 +22,17 @@ from citkit.methods.eproj.layers import (
     ExpertProjector,
     ImageFeature,
     InstructionFeature,
-    core_model,
     expert_projector,
-    image_owners,
     image_queries,
     instruction_queries,
-    projector_name,
+)
+from citkit.models.families import (
+    count_images,
+    image_owners,
+    image_token_id,
+    projector,
+    projector_rows,
+    set_projector,
 )
 from citkit.models.lora import add_lora
 
@@ -97,9 +102,7 @@ class EProj(Method):
 
     # --- structure ---
     def attach(self, model: nn.Module) -> nn.Module:
-        core = core_model(model).model
-        name = projector_name(model)
-        setattr(core, name, ExpertProjector(getattr(core, name)))
+        set_projector(model, ExpertProjector(projector(model)))
         if self.config.also_lora:  # the projector copies are EProj's own; peft must not wrap the projector
             model = add_lora(model, replace(self.adapter, train_projector=False))
         return model
@@ -122,8 +125,7 @@ class EProj(Method):
             projector.add_expert(self.config.expert_init)
         projector.train_only(task.index)
         tokenizer = task.tokenizer
-        image_token = int(core_model(model).config.image_token_id)
-        self.skip_token_ids = sorted(set(tokenizer.all_special_ids) | {image_token})
+        self.skip_token_ids = sorted(set(tokenizer.all_special_ids) | {image_token_id(model)})
         image_query, instruction_query = self._task_queries(task, model)
         image_key, instruction_key = self._tune_keys(image_query, instruction_query)
         self.image_keys = _set_row(self.image_keys, task.index, image_key)
@@ -165,9 +167,8 @@ class EProj(Method):
         """Queries per image of `batch`: (images, vision_hidden) and (images, text_hidden).
 
         An image's instruction query is that of the sample it belongs to."""
-        owners = image_owners(batch["input_ids"], batch["pixel_values"].shape[0],
-                              int(core_model(model).config.image_token_id))
-        image_query = image_queries(model, batch["pixel_values"], self.config.image_feature)
+        owners = image_owners(batch["input_ids"], count_images(model, batch), image_token_id(model))
+        image_query = image_queries(model, batch, self.config.image_feature)
         instruction_query = instruction_queries(model, batch, self.config.instruction_feature,
                                                 self.skip_token_ids)
         return image_query, instruction_query[owners]
@@ -188,12 +189,13 @@ class EProj(Method):
         if "pixel_values" not in batch or self.image_keys is None:
             yield
             return
-        projector = expert_projector(model)
-        projector.routing = self.choose_experts(batch, model)
+        experts = expert_projector(model)
+        choices = self.choose_experts(batch, model)  # (images,)
+        experts.routing = choices.repeat_interleave(projector_rows(model, batch).to(choices.device))  # (rows,)
         try:
             yield
         finally:
-            projector.routing = None
+            experts.routing = None
 
     # --- state ---
     def state_dict(self) -> dict[str, Tensor]:

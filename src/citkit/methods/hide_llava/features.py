@@ -19,43 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from citkit.data.encoding import IGNORE_INDEX
 from citkit.errors import ConfigError, ModelLoadError
-
-
-def vision_tower(model: nn.Module) -> nn.Module:
-    inner = getattr(model, "model", model)
-    tower = getattr(inner, "vision_tower", None) or getattr(inner, "visual", None)
-    if tower is None:
-        raise ConfigError(f"hide-llava: {type(model).__name__} has no vision tower (model.vision_tower) to take "
-                          "image features from; use anchor_encoder=clip")
-    return tower
-
-
-def image_token_id(model: nn.Module) -> int:
-    value = getattr(model.config, "image_token_id", getattr(model.config, "image_token_index", None))
-    if value is None:
-        raise ConfigError("hide-llava: the model config names no image token (image_token_id)")
-    return int(value)
-
-
-def instruction_mask(batch: dict[str, Tensor], skip_ids: Tensor) -> Tensor:
-    """(batch, seq) True on instruction tokens: attended, not template/special/image, not an answer token."""
-    input_ids = batch["input_ids"]
-    keep = batch["attention_mask"].bool() & ~torch.isin(input_ids, skip_ids.to(input_ids.device))
-    if "labels" in batch:
-        keep &= batch["labels"] == IGNORE_INDEX
-    return keep
-
-
-def image_owners(input_ids: Tensor, num_images: int, image_token: int) -> Tensor:
-    """(num_images,) the sample each image of the batch belongs to (images come in sample order)."""
-    per_sample = (input_ids == image_token).sum(1)  # (batch,) image tokens per sample
-    total = int(per_sample.sum())
-    per_image = total // max(1, num_images)
-    if num_images == 0 or per_image == 0 or per_image * num_images != total:
-        raise ConfigError(f"hide-llava: {total} image tokens do not split evenly over {num_images} images")
-    return torch.repeat_interleave(torch.arange(input_ids.shape[0], device=input_ids.device), per_sample // per_image)
+from citkit.models.families import family_of, mean_instruction_embedding, pooled_image_features
 
 
 def pool_images(features: Tensor, owners: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -72,18 +37,12 @@ class ModelFeatures:
         self.image_feature = image_feature
 
     @torch.no_grad()
-    def images(self, model: nn.Module, pixel_values: Tensor) -> Tensor:  # -> (images, vision_hidden)
-        tower = vision_tower(model)
-        out = tower(pixel_values.to(next(tower.parameters()).dtype), return_dict=True)
-        if self.image_feature == "pooled" and getattr(out, "pooler_output", None) is not None:
-            return out.pooler_output.float()
-        return out.last_hidden_state.float().mean(1)
+    def images(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:  # -> (images, vision_hidden)
+        return pooled_image_features(model, batch, self.image_feature)
 
     @torch.no_grad()
     def texts(self, model: nn.Module, batch: dict[str, Tensor], keep: Tensor) -> Tensor:  # -> (batch, hidden)
-        embeds = model.get_input_embeddings()(batch["input_ids"]).float()  # (batch, seq, hidden)
-        weights = keep.unsqueeze(-1).float()
-        return (embeds * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return mean_instruction_embedding(model, batch, keep)
 
 
 class ClipFeatures:
@@ -103,7 +62,12 @@ class ClipFeatures:
         self.model_tokenizer: Any = None  # the tuned model's tokenizer, to turn instruction ids back into text
 
     @torch.no_grad()
-    def images(self, model: nn.Module, pixel_values: Tensor) -> Tensor:
+    def images(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        pixel_values = batch["pixel_values"]
+        if pixel_values.dim() != 4:
+            raise ConfigError(f"hide-llava: the CLIP image features need one (channels, height, width) image per "
+                              f"row of pixel_values; {family_of(model).model_type} batches hold "
+                              f"{tuple(pixel_values.shape)}; use anchor_encoder=model")
         clip = self.clip.to(pixel_values.device)
         size = clip.config.vision_config.image_size
         pixels = F.interpolate(pixel_values.float(), size=(size, size), mode="bilinear", align_corners=False)

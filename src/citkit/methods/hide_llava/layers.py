@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from citkit.errors import ConfigError
-from citkit.models.lora import LANGUAGE_MODEL_PREFIX, model_type
+from citkit.models.families import decoder_layers, family_of
 
 
 class HiDeLinear(nn.Module):
@@ -119,9 +119,7 @@ class HiDeLinear(nn.Module):
 
 
 def num_decoder_layers(model: nn.Module) -> int:
-    config = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(text.num_hidden_layers)
+    return len(decoder_layers(model))
 
 
 def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset[int], rank: int, alpha: float,
@@ -129,10 +127,7 @@ def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset
     """Replace the target linear layers of every decoder block of the language model with `HiDeLinear`.
 
     `fold_fused`: the fused (not expanded) layers keep only the code fusion's sums (`HiDeLinear.fold`)."""
-    prefix = LANGUAGE_MODEL_PREFIX.get(model_type(model))
-    if prefix is None:
-        raise ConfigError(f"hide-llava: no language-model prefix known for model type {model_type(model)!r}; "
-                          f"known: {', '.join(sorted(LANGUAGE_MODEL_PREFIX))}")
+    prefix = family_of(model).language_model_regex
     pattern = re.compile(rf"^{prefix}\.layers\.(\d+)\..*\b({'|'.join(map(re.escape, targets))})$")
     found = [(name, module, int(m.group(1))) for name, module in model.named_modules()
              if (m := pattern.match(name)) and isinstance(module, nn.Linear)]

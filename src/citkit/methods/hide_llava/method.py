@@ -34,16 +34,10 @@ from citkit.data.samples import Turn
 from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.methods.base import Method, register_method
 from citkit.methods.hide_llava.config import HiDeConfig
-from citkit.methods.hide_llava.features import (
-    ClipFeatures,
-    ModelFeatures,
-    image_owners,
-    image_token_id,
-    instruction_mask,
-    pool_images,
-)
+from citkit.methods.hide_llava.features import ClipFeatures, ModelFeatures, pool_images
 from citkit.methods.hide_llava.layers import HiDeLinear, hide_layers, num_decoder_layers, wrap_targets
-from citkit.models.lora import PROJECTOR_NAME, AdapterConfig, model_type
+from citkit.models.families import count_images, image_owners, image_token_id, instruction_mask, projector
+from citkit.models.lora import AdapterConfig
 
 if TYPE_CHECKING:
     from citkit.engine.task_data import TaskData
@@ -80,8 +74,8 @@ class HiDeLLaVA(Method):
         wrap_targets(model, self.adapter.target_modules, expanded, self.adapter.rank, self.adapter.alpha,
                      self.adapter.dropout, fold_fused=self.config.fusion == "code", init=self.config.expert_init)
         self._layers = hide_layers(model)
-        if self.adapter.train_projector and model_type(model) in PROJECTOR_NAME:
-            getattr(model.model, PROJECTOR_NAME[model_type(model)]).requires_grad_(True)
+        if self.adapter.train_projector:
+            projector(model).requires_grad_(True)
         return model
 
     def resume(self, model: nn.Module, finished: list[str]) -> nn.Module:
@@ -167,7 +161,8 @@ class HiDeLLaVA(Method):
         self.tasks = list(state.get("tasks", []))
         self.skip_ids = [int(i) for i in state.get("skip_ids", [])]
         if len(self.tasks) != len(self.text_anchors):
-            raise ResumeMismatchError(f"hide-llava: {len(self.tasks)} trained tasks but {len(self.text_anchors)} anchors")
+            raise ResumeMismatchError(f"hide-llava: {len(self.tasks)} trained tasks but {len(self.text_anchors)} "
+                                      "anchors")
         self._stale = True
 
     # --- helpers ---
@@ -204,11 +199,11 @@ class HiDeLLaVA(Method):
         keep = instruction_mask(batch, torch.tensor(self.skip_ids, dtype=torch.long))
         text = self.features.texts(model, batch, keep)  # (batch, text_dim)
         batch_size = batch["input_ids"].shape[0]
-        pixels = batch.get("pixel_values")
-        if pixels is None or pixels.shape[0] == 0:
+        images = count_images(model, batch)
+        if not images:
             return None, text, torch.zeros(batch_size, dtype=torch.bool, device=text.device)
-        owners = image_owners(batch["input_ids"], pixels.shape[0], image_token_id(model))
-        image, has_image = pool_images(self.features.images(model, pixels), owners, batch_size)
+        owners = image_owners(batch["input_ids"], images, image_token_id(model))
+        image, has_image = pool_images(self.features.images(model, batch), owners, batch_size)
         return image, text, has_image
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ from torch import nn
 from citkit.errors import ConfigError
 from citkit.methods.base import Method, register_method
 from citkit.methods.moelora.layers import add_moelora
-from citkit.models.lora import PROJECTOR_NAME, model_type
+from citkit.models.families import projector
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,6 @@ class MoELoRA(Method):
             raise ConfigError(f"moelora: adapter.rank={self.adapter.rank} is not divisible by "
                               f"num_experts={self.config.num_experts}; set adapter.rank to a multiple of it")
         add_moelora(model, self.adapter, self.config.num_experts)
-        projector = PROJECTOR_NAME.get(model_type(model))
-        if self.adapter.train_projector and projector is not None:
-            getattr(model.model, projector).requires_grad_(True)
+        if self.adapter.train_projector:
+            projector(model).requires_grad_(True)
         return model
