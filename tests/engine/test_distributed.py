@@ -68,3 +68,14 @@ def test_two_processes_interrupted_after_a_task_resume_to_the_same_matrix(tmp_pa
     assert json.loads((tmp_path / "split" / "matrix.json").read_text())["rows"][2] == [None, None]
     launch(2, stream, tmp_path, "split", batch_size=4)
     assert outputs(tmp_path / "whole") == outputs(tmp_path / "split")
+
+
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed-zero2", "DEEPSPEED"),
+                                        ("deepspeed-zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_load(name: str, kind: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from citkit.configs import accelerate_config
+
+    config = load_config_from_file(str(accelerate_config(name)))
+    assert config.distributed_type.name == kind and config.mixed_precision == "bf16"

@@ -260,11 +260,11 @@ def parameter_groups(model: nn.Module, named: list[tuple[str, nn.Parameter]],
 
 
 def projector_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters of the vision-language projector (any copies or experts of it included)."""
-    from citkit.models.lora import PROJECTOR_NAME
+    """Parameters of the vision-language projector (peft's trained copy, EProj's experts included), found
+    through the model-family boundary."""
+    from citkit.models.families import projector
 
-    names = set(PROJECTOR_NAME.values())
-    return [p for n, p in model.named_parameters() if any(f".{name}." in f".{n}" for name in names)]
+    return list(projector(model).parameters())
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:

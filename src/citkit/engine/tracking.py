@@ -7,6 +7,7 @@ to install.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,5 +44,9 @@ def make_accelerator(config: TrainConfig, *, cpu: bool = False, project_dir: str
                                                 for n in config.trackers):
         raise ConfigError("train.log_with: a local tracker needs a folder; the run directory gives one "
                           "(citkit run) — pass project_dir when building an Engine yourself")
+    # DeepSpeed accumulates inside its engine: it must know k (the engine scales the loss to match).
+    # Everywhere else the engine accumulates itself and accelerate's own count stays 1.
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, log_with=log_with,
-                       project_dir=str(project_dir) if project_dir is not None else None)
+                       project_dir=str(project_dir) if project_dir is not None else None,
+                       gradient_accumulation_steps=config.grad_accum if deepspeed else 1)
