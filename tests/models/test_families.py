@@ -202,13 +202,12 @@ def test_batches_carry_the_family_keys_and_routing_features_split_per_image(kind
     assert families.pooled_image_features(model, batch).shape[0] == 3
 
 
-# --- the routing methods on every family (a run each: slow) ---------------------------------------------
+# --- the routing methods on every family (a two-task run each, about a second) ----------------------------
 
 ROUTING = {"hide-llava": {"anchor_samples": 8}, "eproj": {"key_steps": 5, "key_samples": 8},
            "moelora": {}, "ewc-tir": {}}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", list(ROUTING))
 @pytest.mark.parametrize("kind", _family_params())
 def test_routing_methods_run_on_every_family(kind: str, method: str, stream_file: Path, tmp_path: Path,

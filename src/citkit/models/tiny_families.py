@@ -150,7 +150,8 @@ INTERNVL_TEMPLATE = _chatml("<IMG_CONTEXT>\\n")
 IDEFICS3_TEMPLATE = (
     "{{ '<|begin_of_text|>' }}{%- for message in messages -%}"
     "{{ message['role'] | capitalize }}"
-    "{%- if message['content'] is not string and message['content'][0]['type'] == 'image' -%}{{ ':' }}"
+    "{%- if message['content'] is not string and message['content'] and message['content'][0]['type'] == 'image' -%}"
+    "{{ ':' }}"
     "{%- else -%}{{ ': ' }}{%- endif -%}" + _parts("<image>") + "{{ '<end_of_utterance>\\n' }}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
