@@ -93,7 +93,13 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     with accelerator.main_process_first():
         resuming = run_dir.check_or_write_config(config.identity(), RunConfig(method=config.method).identity())
     if main:
-        run_dir.write_environment(environment(config.seed, str(accelerator.device), accelerator.num_processes))
+        env = environment(config.seed, str(accelerator.device), accelerator.num_processes)
+        env |= {"model": str(model_path), "stream_base_model": stream.metadata.get("base_model", "")}
+        run_dir.write_environment(env)
+    base = stream.metadata.get("base_model", "")
+    if base and Path(base).name != Path(str(model_path)).name and base != config.model.path:
+        logger.warning(f"stream {stream.name} is defined on the base model {base} "
+                       f"({stream.metadata.get('base_model_note', '')}); this run uses {model_path}")
     engine.start_tracking(config.run_name, config.identity())
     names = stream.task_names
     matrix = AccuracyMatrix.load(run_dir.path) if resuming and (run_dir.path / "matrix.json").exists() \

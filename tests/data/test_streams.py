@@ -121,3 +121,27 @@ def test_unknown_scorer_fails_before_training(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("scorer: grounding", "scorer: groundin"))
     with pytest.raises(UnknownNameError, match="did you mean 'grounding'"):
         load_stream(StreamConfig(name=str(path)), tmp_path)
+
+
+def test_every_packaged_stream_names_its_base_checkpoint() -> None:
+    streams = packaged_streams()
+    bases = {name: read_stream_file(streams[name]).get("base_model") for name in streams}
+    assert bases["ucit"] == "llava-hf/llava-1.5-7b-hf"
+    assert bases["coin"] == bases["mllm-dcl"] == bases["mllm-acl"] == "llava-1.5-7b-pretrain-only"
+    assert all(bases.values()) and all(read_stream_file(streams[n]).get("base_model_note") for n in streams)
+
+
+def test_a_run_records_the_streams_base_model_and_the_model_it_used(tmp_path: Path, small_stream_file: Path,
+                                                                   tiny_model_path: Path) -> None:
+    from citkit.run_config import build_run_config
+    from citkit.runner import run
+
+    stream = tmp_path / "stream.yaml"
+    stream.write_text(small_stream_file.read_text().replace("tasks:", "base_model: tiny-llava-base\ntasks:", 1))
+    for folder in small_stream_file.parent.iterdir():
+        if folder.is_dir():
+            (tmp_path / folder.name).symlink_to(folder)
+    overrides = [f"stream.name={stream}", "stream.tasks=[colour]", "train.max_steps=1", "train.progress=false"]
+    result = run(build_run_config({}, overrides, method="zero-shot", name="based", runs_dir=str(tmp_path / "runs")))
+    env = json.loads((result.run_dir / "environment.json").read_text())
+    assert env["stream_base_model"] == "tiny-llava-base" and env["model"] == str(tiny_model_path)

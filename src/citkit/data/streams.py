@@ -194,7 +194,9 @@ def load_stream(config: StreamConfig, cache_dir: str | Path) -> Stream:
         test, test_parts = _read_parts(task_parts(entry, root, "test"), name, "test", config, scorer)
         tasks.append(Task(name, train, test, scorer, int(entry.get("max_new_tokens", 16)),
                           str(entry.get("description", "")), test_parts))
-    return Stream(str(spec.get("name", path.stem)), tasks, {"file": str(path), "data_root": str(root)})
+    metadata = {"file": str(path), "data_root": str(root), "base_model": str(spec.get("base_model", "")),
+                "base_model_note": str(spec.get("base_model_note", ""))}
+    return Stream(str(spec.get("name", path.stem)), tasks, metadata)
 
 
 def _read_parts(parts: list[DataPart], task: str, split: str, config: StreamConfig,
