@@ -10,7 +10,6 @@ task's expert as its `before_task` does).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,8 +21,8 @@ from transformers import AutoConfig, AutoModelForImageTextToText
 from citkit.errors import ConfigError
 from citkit.estimate.activations import TextShape, saved_bytes
 from citkit.methods import METHODS
+from citkit.models import families
 from citkit.models.loading import DTYPES
-from citkit.models.lora import LANGUAGE_MODEL_PREFIX, PROJECTOR_NAME, model_type
 from citkit.models.registry import resolve_model_path
 
 if TYPE_CHECKING:
@@ -140,15 +139,8 @@ def image_tokens(config: AutoConfig) -> int:
 
 
 def decoder_layers(core: nn.Module) -> list[nn.Module]:
-    prefix = LANGUAGE_MODEL_PREFIX.get(model_type(core))
-    if prefix is None:
-        raise ConfigError(f"estimate: no language-model prefix known for model type {model_type(core)!r}; known: "
-                          f"{', '.join(sorted(LANGUAGE_MODEL_PREFIX))}")
-    pattern = re.compile(prefix)
-    for name, module in core.named_modules():
-        if pattern.fullmatch(name) and isinstance(getattr(module, "layers", None), nn.ModuleList):
-            return list(module.layers)
-    raise ConfigError(f"estimate: no decoder layers found under {prefix!r} in {type(core).__name__}")
+    """The language model's decoder blocks, through the model-family boundary."""
+    return list(families.decoder_layers(core))
 
 
 def _adapted_bytes(layer: nn.Module) -> tuple[int, int]:
@@ -171,9 +163,8 @@ def _adapted_bytes(layer: nn.Module) -> tuple[int, int]:
 
 def _projector_bytes_per_token(core: nn.Module) -> int:
     """Bytes the vision-language projector keeps per image token when any of its parameters trains."""
-    name = PROJECTOR_NAME.get(model_type(core))
-    projector = getattr(core.model, name, None) if name else None
-    if projector is None or not any(p.requires_grad for p in projector.parameters()):
+    projector = families.projector(core)
+    if not any(p.requires_grad for p in projector.parameters()):
         return 0
     vision = core.config.vision_config
     dtype = next(projector.parameters()).dtype

@@ -73,15 +73,3 @@ def add_lora(model: torch.nn.Module, adapter: AdapterConfig, name: str = "defaul
 
 def trainable_parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def __getattr__(name: str) -> dict[str, str]:
-    """Read-only views of the families registry under the names older code imports (kept for callers
-    not yet moved to `citkit.models.families`): model type -> language-model regex / projector name."""
-    from citkit.models.families import FAMILIES
-
-    if name == "LANGUAGE_MODEL_PREFIX":
-        return {kind: family.language_model_regex for kind, family in FAMILIES.items()}
-    if name == "PROJECTOR_NAME":
-        return {kind: family.projector.rpartition(".")[2] for kind, family in FAMILIES.items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
