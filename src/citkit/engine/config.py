@@ -26,7 +26,8 @@ class TrainConfig:
     projector_lr: float | None = field(default=None, metadata={"help": (
         "Learning rate of the vision-language projector when a method trains it (adapter.train_projector, "
         "EProj); None: the same as lr (papers: 2e-5 projector with 2e-4 LoRA; HiDe-LLaVA's code: 0.1 x lr).")})
-    lr_schedule: str = field(default="cosine", metadata={"help": "Any transformers scheduler name: cosine, linear, constant, ..."})
+    lr_schedule: str = field(default="cosine", metadata={"help": (
+        "Any transformers scheduler name: cosine, linear, constant, ...")})
     warmup_ratio: float = field(default=0.03, metadata={"help": "Fraction of a task's steps spent warming up."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": (
@@ -47,7 +48,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError(f"train.batch_size and train.grad_accum must be >= 1, got {self.batch_size}, {self.grad_accum}")
+            raise ConfigError(f"train.batch_size and train.grad_accum must be >= 1, got {self.batch_size}, "
+                              f"{self.grad_accum}")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError(f"train.epochs must be > 0 (got {self.epochs}), or set train.max_steps")
         if self.max_steps is not None and self.max_steps < 1:

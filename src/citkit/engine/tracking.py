@@ -28,7 +28,8 @@ def check_trackers(names: list[str]) -> None:
     """Every named tracker is known to accelerate and its package is importable."""
     for name in names:
         if name not in LOGGER_TYPE_TO_CLASS:
-            raise ConfigError(f"train.log_with: unknown tracker {name!r}; known: {', '.join(sorted(LOGGER_TYPE_TO_CLASS))}")
+            raise ConfigError(f"train.log_with: unknown tracker {name!r}; known: "
+                              f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))}")
         available = getattr(imports, f"is_{name}_available", None)
         if available is None or not available():
             raise ConfigError(f"train.log_with: tracker {name!r} needs the package {_PACKAGES.get(name, name)}; "
