@@ -250,3 +250,10 @@ def test_encoding_cache_is_bounded_and_re_encodes_identically(tiny_model_path, t
     assert torch.equal(again.pixel_values, first[0].pixel_values)
     with pytest.raises(ConfigError, match="cache_items"):
         EncodingCache(SampleEncoder(load_processor(tiny_model_path)), max_items=0)
+
+
+@pytest.mark.parametrize("setting", [{"max_steps": 0}, {"log_every": 0}, {"num_workers": -1}, {"projector_lr": 0.0},
+                                     {"grad_accum": 0}])
+def test_out_of_range_train_settings_are_refused(setting) -> None:
+    with pytest.raises(ConfigError, match=f"train.{next(iter(setting))}"):
+        TrainConfig(**setting)
