@@ -4,8 +4,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build of torch is enough for the toy world; a machine with a GPU may install any CUDA build.
-TORCH ?= torch==2.13.0
+# torch with the torchvision built for it (Qwen, OneVision, InternVL and SmolVLM processors import torchvision).
+# This pair runs on the CPU; elsewhere e.g. TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu".
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: run test install clean
 
@@ -14,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
