@@ -24,11 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from citkit.config import parse_override, set_path  # noqa: E402
+from citkit.data.streams import stream_title  # noqa: E402
 from citkit.errors import ConfigError  # noqa: E402
 from citkit.eval.metrics import METRIC_LABELS  # noqa: E402
 from citkit.io import atomic_write, read_json, write_text  # noqa: E402
 from citkit.report.tables import fmt  # noqa: E402
-from citkit.run_config import RunConfig  # noqa: E402
+from citkit.run_config import RunConfig, safe_name  # noqa: E402
 from citkit.runner import RunResult, run  # noqa: E402
 
 
@@ -101,7 +102,7 @@ def compare(config: RunConfig, methods: list[str]) -> Path:
         raise ConfigError(f"compare: an entry is listed twice in {labels}")
     run_configs = [e.run_config(config) for e in entries]  # every entry is checked before anything runs
     rows = [method_row(e.label, run(c)) for e, c in zip(entries, run_configs, strict=True)]
-    stream = Path(config.stream.name).stem
+    stream = safe_name(stream_title(config.stream.name))
     folder = Path(config.runs_dir) / f"compare-{stream}-seed{config.seed}"
     write_tables(rows, folder)
     plot_comparison(rows, folder / "compare.png")

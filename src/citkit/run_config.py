@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import yaml
 
 from citkit.config import from_dict, parse_override, set_path, to_dict
-from citkit.data.streams import StreamConfig
+from citkit.data.streams import StreamConfig, stream_title
 from citkit.engine.config import TrainConfig
 from citkit.errors import ConfigError
 from citkit.eval.evaluator import EvalConfig
@@ -43,9 +44,8 @@ class RunConfig:
         return self.name or self.default_name()
 
     def default_name(self, label: str = "") -> str:
-        """`<stream>-<label or method>-seed<seed>`."""
-        stream = Path(self.stream.name).stem if self.stream.name.endswith((".yaml", ".yml")) else self.stream.name
-        return f"{stream}-{label or self.method}-seed{self.seed}"
+        """`<stream>-<label or method>-seed<seed>`; a stream file counts by its `name:`, not its file name."""
+        return f"{safe_name(stream_title(self.stream.name))}-{label or self.method}-seed{self.seed}"
 
     @property
     def run_dir(self) -> Path:
@@ -61,10 +61,16 @@ class RunConfig:
         data.pop("runs_dir")
         for key in ("progress", "log_every", "log_with", "num_workers"):  # how, not what, is computed
             data["train"].pop(key)
-        data["stream"].pop("cache_items")
+        for key in ("cache_items", "allow_unknown_tokens", "allow_images_outside_root"):  # refusals, not numbers
+            data["stream"].pop(key)
         data["eval"].pop("batch_size")
         data["method_options"] = to_dict(self.method_config())
         return data
+
+
+def safe_name(text: str) -> str:
+    """`text` as one folder name: runs of characters other than letters, digits, '.', '_' and '-' become '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "stream"
 
 
 def build_run_config(base: dict[str, Any] | None = None, overrides: list[str] = (), **top: Any) -> RunConfig:

@@ -84,3 +84,46 @@ def test_check_file_lists_every_problem(tmp_path: Path, image: str) -> None:
     problems = check_file(write(tmp_path, records))
     assert len(problems) == 3
     assert "record 1" in problems[0] and "record 2" in problems[1] and "duplicate" in problems[2]
+
+
+@pytest.mark.parametrize("name, kind", [("../outside.png", "climbs out of it with '../'"),
+                                        ("sub/../../outside.png", "climbs out of it with '../'"),
+                                        ("ABSOLUTE", "is absolute")])
+def test_image_path_outside_the_root_is_refused_unopened(tmp_path: Path, name: str, kind: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "outside.png")  # a readable image: only the path is wrong
+    name = str(tmp_path / "outside.png") if name == "ABSOLUTE" else name
+    path = write(root, [good("ok.png", id="fine"), good(name, id="climber")])
+    Image.new("RGB", (8, 8), "red").save(root / "ok.png")
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    with pytest.raises(DataFormatError) as error:
+        read_train(path, root)
+    message = str(error.value)
+    assert message.startswith(f"{path} record 1 (id 'climber'): image path {name!r} {kind}")
+    assert "stream.allow_images_outside_root=true" in message and "\n" not in message
+    assert str(root / "ok.png") in opened  # images are opened (check_images) ...
+    assert not any(Path(p).resolve() == (tmp_path / "outside.png").resolve() for p in opened)  # ... not this one
+    assert check_file(path, "train", root) == [message]
+    samples = read_train(path, root, allow_outside_root=True)  # the option lets it through
+    assert samples[1].images == ((tmp_path / "outside.png").resolve(),)
+
+
+@pytest.mark.parametrize("name", ["a/../b.png", "./b.png", "a/./../b.png", "a/b/../../b.png"])
+def test_image_paths_that_stay_inside_the_root_are_read(tmp_path: Path, name: str) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "b.png")
+    samples = read_train(write(tmp_path, [good(name)]), tmp_path)
+    assert samples[0].images == ((tmp_path / "b.png").resolve(),)
+
+
+def test_samples_know_their_file_and_record(tmp_path: Path, image: str) -> None:
+    path = write(tmp_path, [good(image, id="a"), good(image, id="b")])
+    second = read_train(path)[1]
+    assert (second.file, second.record) == (str(path), 1) and second.where == f"{path} record 1 (id 'b')"
+    test = read_test(write(tmp_path, [{"question_id": "q", "image": image, "text": "what ?", "answer": "red"}],
+                           "test.json"))[0]
+    assert (test.file, test.record) == (str(tmp_path / "test.json"), 0)

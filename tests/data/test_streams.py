@@ -145,3 +145,31 @@ def test_a_run_records_the_streams_base_model_and_the_model_it_used(tmp_path: Pa
     result = run(build_run_config({}, overrides, method="zero-shot", name="based", runs_dir=str(tmp_path / "runs")))
     env = json.loads((result.run_dir / "environment.json").read_text())
     assert env["stream_base_model"] == "tiny-llava-base" and env["model"] == str(tiny_model_path)
+
+
+def test_run_name_comes_from_the_stream_files_name(tmp_path: Path) -> None:
+    from citkit.run_config import RunConfig
+
+    make_dataset(tmp_path, [train_record("a")], [{"question_id": "q", "image": "ok.png", "text": "c ?", "answer": "red"}])
+    (tmp_path / "stream.yaml").write_text("name: my digits\ntasks:\n  - {name: t, train: train.json, test: test.json}\n")
+    (tmp_path / "nameless.yaml").write_text("tasks:\n  - {name: t, train: train.json, test: test.json}\n")
+    config = RunConfig(stream=StreamConfig(name=str(tmp_path / "stream.yaml")), seed=2)
+    assert config.run_name == "my-digits-lora-ft-seed2"  # not "stream-lora-ft-seed2"
+    assert load_stream(config.stream, tmp_path).name == "my digits"
+    assert RunConfig(stream=StreamConfig(name=str(tmp_path / "nameless.yaml"))).run_name == "nameless-lora-ft-seed0"
+    assert RunConfig(stream=StreamConfig(name="ucit")).run_name == "ucit-lora-ft-seed0"
+
+
+def test_stream_refuses_an_image_outside_its_root_unless_allowed(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "a", [train_record("up", image="../b/ok.png")],
+                 [{"question_id": "q", "image": "ok.png", "text": "c ?", "answer": "red"}])
+    make_dataset(tmp_path / "b", [train_record("x")], [])
+    (tmp_path / "s.yaml").write_text("name: s\ntasks:\n  - {name: t, train: a/train.json, test: a/test.json, "
+                                     "image_root: a}\n")
+    with pytest.raises(DataFormatError, match=r"a/train.json record 0 \(id 'up'\): image path '../b/ok.png' climbs"):
+        load_stream(StreamConfig(name=str(tmp_path / "s.yaml")), tmp_path)
+    problems = check_stream(StreamConfig(name=str(tmp_path / "s.yaml")), tmp_path)
+    assert len(problems) == 1 and "climbs out" in problems[0]
+    allowed = StreamConfig(name=str(tmp_path / "s.yaml"), allow_images_outside_root=True)
+    assert load_stream(allowed, tmp_path).tasks[0].train[0].images == ((tmp_path / "b" / "ok.png").resolve(),)
+    assert check_stream(allowed, tmp_path) == []

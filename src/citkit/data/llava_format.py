@@ -5,11 +5,18 @@ relative to the image root), "conversations": [{"from": "human", "value": "<imag
 {"from": "gpt", "value": "..."}, ...]}`. Test file: `{"question_id", "image", "text", "answer"}`;
 the training layout is accepted for tests too (the last assistant turn is the reference). Every
 problem is reported with the file, the record index and what is wrong.
+
+An image path must stay inside its image root: an absolute path, or one whose `../` segments climb
+out of the root, is refused before anything is opened (`allow_outside_root=True`, the stream setting
+`stream.allow_images_outside_root`, accepts it). The check is on the path as written, so a symbolic
+link inside the root that points elsewhere is allowed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,18 @@ IMAGE_TOKEN = "<image>"
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 TRAIN_FIELDS = '"id", "conversations" and, for image records, "image"'
 TEST_FIELDS = '"question_id", "text", "answer" and, for image records, "image"'
+
+
+def escapes_root(name: str) -> bool:
+    """True when an image path is absolute or its `..` segments climb above the folder it is relative to."""
+    if os.path.isabs(name) or Path(name).drive:
+        return True
+    depth = 0
+    for part in Path(name).parts:
+        depth += -1 if part == ".." else 0 if part in ("", ".") else 1
+        if depth < 0:
+            return True
+    return False
 
 
 def load_records(path: str | Path) -> list[Any]:
@@ -45,8 +64,10 @@ def load_records(path: str | Path) -> list[Any]:
 class _RecordReader:
     """Turns the records of one file into samples; raises on the first bad record, naming it."""
 
-    def __init__(self, path: Path, image_root: Path, task: str, check_images: bool) -> None:
+    def __init__(self, path: Path, image_root: Path, task: str, check_images: bool,
+                 allow_outside_root: bool = False) -> None:
         self.path, self.image_root, self.task, self.check_images = path, image_root, task, check_images
+        self.allow_outside_root = allow_outside_root
 
     def fail(self, index: int, record_id: object, problem: str) -> DataFormatError:
         ident = f" (id {record_id!r})" if record_id is not None else ""
@@ -61,6 +82,11 @@ class _RecordReader:
         for name in names:
             if not isinstance(name, str) or not name:
                 raise self.fail(index, record_id, f'"image" must be a path or a list of paths, got {name!r}')
+            if not self.allow_outside_root and escapes_root(name):
+                kind = "is absolute" if os.path.isabs(name) else "climbs out of it with '../'"
+                raise self.fail(index, record_id, f"image path {name!r} {kind}; image paths must stay inside the "
+                                                  f"image root {self.image_root} (set "
+                                                  "stream.allow_images_outside_root=true to allow it)")
             path = (self.image_root / name).resolve()
             if not path.is_file():
                 raise self.fail(index, record_id, f"image file not found: {path}")
@@ -102,14 +128,14 @@ class _RecordReader:
             raise self.fail(index, record_id, 'no assistant ("gpt") turn: there is nothing to learn')
         images = self.images(index, record, record_id)
         self.check_placeholders(index, record_id, turns, len(images))
-        return Sample(str(record_id), images, tuple(turns), task=self.task)
+        return Sample(str(record_id), images, tuple(turns), task=self.task, file=str(self.path), record=index)
 
     def test(self, index: int, record: Any) -> Sample:
         if isinstance(record, dict) and "conversations" in record and "question_id" not in record:
             sample = self.train(index, record)
             last = max(i for i, t in enumerate(sample.turns) if t.role == "assistant")
             answer = sample.turns[last].text.strip()
-            return Sample(sample.id, sample.images, sample.turns[:last], answer, (answer,), self.task)
+            return replace(sample, turns=sample.turns[:last], answer=answer, answers=(answer,))
         if not isinstance(record, dict):
             raise self.fail(index, None, f"expected an object with {TEST_FIELDS}, got {type(record).__name__}")
         record_id = record.get("question_id", record.get("id"))
@@ -117,7 +143,8 @@ class _RecordReader:
             raise self.fail(index, None, f'no "question_id" field; test records need {TEST_FIELDS}')
         text = record.get("text", record.get("question"))
         if not isinstance(text, str) or not text.strip():
-            raise self.fail(index, record_id, f'no question: "text" is missing or empty; test records need {TEST_FIELDS}')
+            raise self.fail(index, record_id,
+                            f'no question: "text" is missing or empty; test records need {TEST_FIELDS}')
         answers = record.get("answers", record.get("answer"))
         answers = answers if isinstance(answers, list) else [answers]
         answers = [a["answer"] if isinstance(a, dict) and "answer" in a else a for a in answers]
@@ -128,12 +155,15 @@ class _RecordReader:
             text = f"{IMAGE_TOKEN * len(images)}\n{text}"
         turns = (Turn("user", text),)
         self.check_placeholders(index, record_id, list(turns), len(images))
-        return Sample(str(record_id), images, turns, answers[0].strip(), tuple(a.strip() for a in answers), self.task)
+        return Sample(str(record_id), images, turns, answers[0].strip(), tuple(a.strip() for a in answers), self.task,
+                      str(self.path), index)
 
 
-def _read(path: str | Path, image_root: str | Path | None, task: str, check_images: bool, kind: str) -> list[Sample]:
+def _read(path: str | Path, image_root: str | Path | None, task: str, check_images: bool, kind: str,
+          allow_outside_root: bool = False) -> list[Sample]:
     path = Path(path)
-    reader = _RecordReader(path, Path(image_root) if image_root is not None else path.parent, task, check_images)
+    reader = _RecordReader(path, Path(image_root) if image_root is not None else path.parent, task, check_images,
+                           allow_outside_root)
     parse = reader.train if kind == "train" else reader.test
     samples = [parse(i, record) for i, record in enumerate(load_records(path))]
     seen: dict[str, int] = {}
@@ -148,26 +178,28 @@ def _read(path: str | Path, image_root: str | Path | None, task: str, check_imag
 
 
 def read_train(path: str | Path, image_root: str | Path | None = None, task: str = "",
-               check_images: bool = True) -> list[Sample]:
-    """Read and validate a training file; image paths are relative to `image_root` (default: its folder)."""
-    return _read(path, image_root, task, check_images, "train")
+               check_images: bool = True, allow_outside_root: bool = False) -> list[Sample]:
+    """Read and validate a training file; image paths are relative to `image_root` (default: its folder)
+    and must stay inside it unless `allow_outside_root`."""
+    return _read(path, image_root, task, check_images, "train", allow_outside_root)
 
 
 def read_test(path: str | Path, image_root: str | Path | None = None, task: str = "",
-              check_images: bool = True) -> list[Sample]:
+              check_images: bool = True, allow_outside_root: bool = False) -> list[Sample]:
     """Read and validate a test file (test layout or training layout)."""
-    return _read(path, image_root, task, check_images, "test")
+    return _read(path, image_root, task, check_images, "test", allow_outside_root)
 
 
 def check_file(path: str | Path, kind: str = "train", image_root: str | Path | None = None,
-               check_images: bool = True, task: str = "") -> list[str]:
+               check_images: bool = True, task: str = "", allow_outside_root: bool = False) -> list[str]:
     """Every problem of a data file, one line each (file, record, what is wrong); [] when it is clean."""
     path = Path(path)
     try:
         records = load_records(path)
     except DataFormatError as error:
         return [str(error)]
-    reader = _RecordReader(path, Path(image_root) if image_root is not None else path.parent, task, check_images)
+    reader = _RecordReader(path, Path(image_root) if image_root is not None else path.parent, task, check_images,
+                           allow_outside_root)
     parse = reader.train if kind == "train" else reader.test
     problems, seen = [], {}
     for i, record in enumerate(records):

@@ -35,6 +35,9 @@ class Sample:
         answer: reference answer of a test sample (None for training samples).
         answers: all references when a dataset gives several (VQA accuracy); else (answer,).
         task: name of the task the sample belongs to.
+        file: the data file the record came from ("" for samples made in code).
+        record: the record's index in that file (-1 for samples made in code); with `file`, what error
+            messages and reports name.
     """
 
     id: str
@@ -43,6 +46,13 @@ class Sample:
     answer: str | None = None
     answers: tuple[str, ...] = ()
     task: str = ""
+    file: str = ""
+    record: int = -1
+
+    @property
+    def where(self) -> str:
+        """'FILE record N (id X)', as error messages name a record."""
+        return f"{self.file or '(no file)'} record {self.record} (id {self.id!r})"
 
     @property
     def prompt(self) -> str:

@@ -57,14 +57,22 @@ class StreamConfig:
     """Which stream to run and how much of it."""
 
     name: str = field(default="toy", metadata={"help": (
-        "A built-in stream (toy, toy-shared), a packaged definition (see `citkit data streams`) or "
-        "the path of a stream YAML file.")})
+        "A built-in stream (toy, toy-shared), a packaged definition (list them with `citkit streams`) or "
+        "the path of a stream YAML file; the run is named after the file's `name:`, not the file name.")})
     data_root: str | None = field(default=None, metadata={"help": (
         "Folder the stream file's paths are relative to (default: the stream file's folder).")})
     tasks: tuple[str, ...] = field(default=(), metadata={"help": "Run only these tasks, in this order."})
     train_limit: int | None = field(default=None, metadata={"help": "Use at most this many training samples per task."})
     test_limit: int | None = field(default=None, metadata={"help": "Use at most this many test samples per task."})
-    check_images: bool = field(default=True, metadata={"help": "Open every image while loading (catches unreadable files early)."})
+    check_images: bool = field(default=True, metadata={"help": (
+        "Open every image while loading (catches unreadable files early).")})
+    allow_images_outside_root: bool = field(default=False, metadata={"help": (
+        "Accept image paths that are absolute or climb out of the task's image root with '../'. False: such a "
+        "record is refused (file, record, path) before the image is opened.")})
+    allow_unknown_tokens: bool = field(default=False, metadata={"help": (
+        "Run even when some answers cannot be represented by the model's tokenizer (they encode to the unknown "
+        "token, or do not decode back to the same text), so the model can never produce them. False: the run "
+        "refuses to start and names the first such record; `citkit data check STREAM --model M` lists them all.")})
     toy: ToyWorldConfig = field(default_factory=ToyWorldConfig, metadata={"help": "Size and seed of the toy world."})
     cache_items: int | None = field(default=4096, metadata={"help": (
         "Encoded samples (token ids and pixel tensors) kept in memory, least recently used dropped first; "
@@ -106,6 +114,20 @@ def resolve_stream_file(config: StreamConfig, cache_dir: str | Path) -> tuple[Pa
                               "with the folder that holds it")
     root = Path(config.data_root) if config.data_root else path.parent
     return path, root
+
+
+def stream_title(name: str) -> str:
+    """What a stream is called in run names: a stream file's `name:` (its file name's stem when it has none
+    or cannot be read yet; loading reports the problem), else the built-in or packaged name itself."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        return name
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return path.stem
+    title = spec.get("name") if isinstance(spec, dict) else None
+    return str(title) if isinstance(title, (str, int)) and str(title).strip() else path.stem
 
 
 def read_stream_file(path: Path) -> dict[str, Any]:
@@ -210,7 +232,7 @@ def _read_parts(parts: list[DataPart], task: str, split: str, config: StreamConf
     scored: list[TestPart] = []
     seen: dict[str, Path] = {}
     for part in parts:
-        chunk = read(part.file, part.image_root, task, config.check_images)[:limit]
+        chunk = read(part.file, part.image_root, task, config.check_images, config.allow_images_outside_root)[:limit]
         if part.name:
             chunk = [replace(s, id=f"{part.name}/{s.id}") for s in chunk]
         for sample in chunk:
@@ -251,5 +273,6 @@ def check_stream(config: StreamConfig, cache_dir: str | Path) -> list[str]:
     for entry in spec["tasks"]:
         for split in ("train", "test"):
             for part in task_parts(entry, root, split):
-                problems += check_file(part.file, split, part.image_root, config.check_images, entry["name"])
+                problems += check_file(part.file, split, part.image_root, config.check_images, entry["name"],
+                                       config.allow_images_outside_root)
     return problems
