@@ -65,3 +65,23 @@ def test_export_writes_llava_files(tmp_path) -> None:
     assert main(["data", "export", "--out", str(tmp_path / "toy"), "--train-per-task", "2", "--test-per-task", "1"]) == 0
     records = json.loads((tmp_path / "toy" / "colour" / "train.json").read_text())
     assert records[0]["conversations"][0]["from"] == "human" and (tmp_path / "toy" / "colour" / records[0]["image"]).is_file()
+
+
+def test_commands_named_in_setting_help_exist() -> None:
+    """Every `citkit ...` that a setting's help text names parses as a real command."""
+    import re
+
+    from citkit.cli import build_parser
+    from citkit.config import describe
+    from citkit.run_config import RunConfig
+
+    parser = build_parser()
+    named = {m for _, _, help_ in describe(RunConfig) for m in re.findall(r"`citkit ([a-z -]+?)(?: [A-Z]|`)", help_)}
+    assert "streams" in named  # stream.name points at the stream list
+    for command in named:
+        words = command.split()
+        required = {"data check": ["X"], "report": ["X"], "resume": ["X"]}.get(command, [])
+        try:
+            parser.parse_args([*words, *required])
+        except SystemExit as error:
+            raise AssertionError(f"help text names `citkit {command}`, which does not parse") from error

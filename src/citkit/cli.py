@@ -192,10 +192,13 @@ def cmd_streams(args: argparse.Namespace) -> int:
 def cmd_analyze_cka(args: argparse.Namespace) -> int:
     from citkit.analysis.layer_similarity import LayerSimilarityConfig, analyze_layer_similarity
     from citkit.config import from_dict, parse_override, set_path
+    from citkit.data.streams import stream_title
+    from citkit.run_config import safe_name
 
     data: dict = {"stream": {"name": args.stream}, "train": {"progress": not args.quiet}}
-    pairs = [("stream.data_root", args.data_root), ("model.path", args.model), ("samples_per_task", args.samples_per_task),
-             ("out_dir", args.out or f"{args.runs_dir}/cka-{Path(args.stream).stem}"), ("runs_dir", args.runs_dir),
+    out = args.out or f"{args.runs_dir}/cka-{safe_name(stream_title(args.stream))}"
+    pairs = [("stream.data_root", args.data_root), ("model.path", args.model),
+             ("samples_per_task", args.samples_per_task), ("out_dir", out), ("runs_dir", args.runs_dir),
              ("seed", args.seed), ("include_base", args.include_base or None)]
     for key, value in pairs:
         if value is not None:
