@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from citkit.data.samples import Sample, Turn
+from citkit.data.vocabulary import check_answers
 from citkit.errors import DataFormatError
 
 IMAGE_TOKEN = "<image>"
@@ -191,8 +192,12 @@ def read_test(path: str | Path, image_root: str | Path | None = None, task: str 
 
 
 def check_file(path: str | Path, kind: str = "train", image_root: str | Path | None = None,
-               check_images: bool = True, task: str = "", allow_outside_root: bool = False) -> list[str]:
-    """Every problem of a data file, one line each (file, record, what is wrong); [] when it is clean."""
+               check_images: bool = True, task: str = "", allow_outside_root: bool = False,
+               tokenizer: Any = None) -> list[str]:
+    """Every problem of a data file, one line each (file, record, what is wrong); [] when it is clean.
+
+    With a `tokenizer` (or processor), answers it cannot represent are problems too, each with its record,
+    followed by the share of the file's answers they are (`citkit.data.vocabulary`)."""
     path = Path(path)
     try:
         records = load_records(path)
@@ -201,7 +206,7 @@ def check_file(path: str | Path, kind: str = "train", image_root: str | Path | N
     reader = _RecordReader(path, Path(image_root) if image_root is not None else path.parent, task, check_images,
                            allow_outside_root)
     parse = reader.train if kind == "train" else reader.test
-    problems, seen = [], {}
+    problems, seen, samples = [], {}, []
     for i, record in enumerate(records):
         try:
             sample = parse(i, record)
@@ -211,6 +216,9 @@ def check_file(path: str | Path, kind: str = "train", image_root: str | Path | N
         if sample.id in seen:
             problems.append(str(reader.fail(i, sample.id, f"duplicate id (first used by record {seen[sample.id]})")))
         seen.setdefault(sample.id, i)
+        samples.append(sample)
     if not records:
         problems.append(f"{path}: the file holds no records")
+    if tokenizer is not None:
+        problems += check_answers(samples, tokenizer).lines()
     return problems

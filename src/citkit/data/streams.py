@@ -261,8 +261,9 @@ def _check_scorers(spec: dict[str, Any], path: Path) -> None:
                     raise UnknownNameError(f"{path} task {task['name']}: {error}") from None
 
 
-def check_stream(config: StreamConfig, cache_dir: str | Path) -> list[str]:
-    """Every problem of a stream's data files (file, record, what is wrong); [] when all is clean."""
+def check_stream(config: StreamConfig, cache_dir: str | Path, tokenizer: Any = None) -> list[str]:
+    """Every problem of a stream's data files (file, record, what is wrong); [] when all is clean. With a
+    `tokenizer` (or processor), answers it cannot represent too (see `citkit.data.vocabulary`)."""
     path, root = resolve_stream_file(config, cache_dir)
     spec = read_stream_file(path)
     try:
@@ -274,5 +275,5 @@ def check_stream(config: StreamConfig, cache_dir: str | Path) -> list[str]:
         for split in ("train", "test"):
             for part in task_parts(entry, root, split):
                 problems += check_file(part.file, split, part.image_root, config.check_images, entry["name"],
-                                       config.allow_images_outside_root)
+                                       config.allow_images_outside_root, tokenizer)
     return problems
