@@ -16,10 +16,12 @@ from accelerate.logging import get_logger
 from transformers import set_seed
 
 from citkit.data.encoding import SampleEncoder
+from citkit.data.samples import Stream
 from citkit.data.streams import load_stream
+from citkit.data.vocabulary import check_answers
 from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
-from citkit.errors import ResumeMismatchError
+from citkit.errors import DataFormatError, ResumeMismatchError
 from citkit.eval.evaluator import evaluate_task
 from citkit.eval.matrix import AccuracyMatrix
 from citkit.eval.metrics import Metrics
@@ -74,6 +76,17 @@ def finish(run_dir: RunDirectory, config: RunConfig, matrix: AccuracyMatrix, eng
     return metrics
 
 
+def check_vocabulary(stream: Stream, processor: Any, model: str, allow: bool) -> None:
+    """Refuse (or, when allowed, warn about) answers the model's tokenizer cannot represent."""
+    report = check_answers((s for task in stream.tasks for s in (*task.train, *task.test)), processor)
+    if not report.problems:
+        return
+    if not allow:
+        raise DataFormatError(report.refusal(model))
+    logger.warning(f"stream.allow_unknown_tokens: {len(report.problems)} of {report.answers} answers cannot be "
+                   f"represented by the tokenizer of {model}; first: {report.problems[0].line()}")
+
+
 def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     """Run (or resume) a continual stream. `stop_after` ends after that many finished tasks (tests).
 
@@ -88,6 +101,7 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
     with accelerator.main_process_first():  # the toy world is exported once, by the main process
         stream = load_stream(config.stream, Path(config.runs_dir) / "_data")
     processor = load_processor(model_path, config.model.trust_remote_code)
+    check_vocabulary(stream, processor, str(model_path), config.stream.allow_unknown_tokens)
     model = load_model(model_path, config.model.dtype, config.model.trust_remote_code,
                        config.model.attn_implementation, config.model.quantization)
     with accelerator.main_process_first():
