@@ -147,11 +147,20 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     from citkit.data.llava_format import check_file
     from citkit.data.streams import StreamConfig, check_stream
 
+    processor = None
+    if args.model:
+        from citkit.models.loading import ModelConfig, load_processor
+        from citkit.models.registry import resolve_model_path
+
+        processor = load_processor(resolve_model_path(ModelConfig(path=args.model), Path(args.runs_dir)))
     target = Path(args.target)
     if target.suffix == ".json" or target.suffix == ".jsonl":
-        problems = check_file(target, args.kind, args.image_root)
+        problems = check_file(target, args.kind, args.image_root, allow_outside_root=args.allow_images_outside_root,
+                              tokenizer=processor)
     else:
-        problems = check_stream(StreamConfig(name=args.target, data_root=args.data_root), Path(args.runs_dir) / "_data")
+        config = StreamConfig(name=args.target, data_root=args.data_root,
+                              allow_images_outside_root=args.allow_images_outside_root)
+        problems = check_stream(config, Path(args.runs_dir) / "_data", processor)
     for line in problems:
         print(line)
     print(f"{len(problems)} problem(s) in {args.target}")
@@ -270,10 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["train", "test"], default="train", help="layout of a single file")
     p.add_argument("--image-root", help="folder the file's image paths are relative to")
     p.add_argument("--data-root", help="folder of a stream's data")
+    p.add_argument("--model", help="also list answers this model's tokenizer cannot represent (unknown tokens, or "
+                   "text that does not decode back), with the share of each file: 'tiny', a folder or a cached hub id")
+    p.add_argument("--allow-images-outside-root", action="store_true",
+                   help="accept absolute image paths and paths that climb out of the image root with '../'")
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(func=cmd_data_check)
 
-    model = sub.add_parser("model", help="build the tiny base model").add_subparsers(dest="model_command", required=True)
+    model = sub.add_parser("model", help="build the tiny base model").add_subparsers(dest="model_command",
+                                                                                     required=True)
     p = model.add_parser("pretrain", help="build and pretrain the tiny toy model (quality-gated), save it")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=3000)
