@@ -284,3 +284,81 @@ def test_expert_init_option(tiny_model_path: Path, init: str, low: float, high: 
     # (down_proj has 256 inputs, std 0.036, which pulls the pooled std to 0.048)
     assert low <= float(a.detach().std()) <= high
     assert all(not layer.experts_B[0].any() for layer in method._layers)  # B starts at zero: a no-op expert
+
+
+def test_expert_init_defaults_to_the_authors_normal(tiny_model_path: Path) -> None:
+    assert HiDeConfig().expert_init == "normal"
+    method, _ = fresh(tiny_model_path)
+    a = torch.cat([layer.experts_A[layer.add_expert()].flatten() for layer in method._layers])
+    assert 0.009 <= float(a.detach().std()) <= 0.011
+
+
+def test_oracle_routing_puts_all_weight_on_the_evaluated_task(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, cache, _ = world
+    method, model = fresh(tiny_model_path, HiDeConfig(oracle_routing=True))
+    learn_anchors(method, model, tasks[:3])
+    top = next(layer for layer in method._layers if layer.expanded)
+    batch = collate([cache.prompt(s) for s in tasks[1].test[:4]], cache.pad_id, "left")
+    router = method.routing_weights(batch, model)
+    with method.evaluating(tasks[1]), method.route(batch, model):
+        assert top.routing is not None and top.routing.tolist() == [[0.0, 1.0, 0.0]] * 4
+    with method.evaluating(tasks[4]), method.route(batch, model):  # a task not trained yet: the router decides
+        assert torch.equal(top.routing, router)
+    with method.route(batch, model):  # outside an evaluation: the router decides
+        assert torch.equal(top.routing, router)
+    plain, plain_model = fresh(tiny_model_path)  # without the option the evaluated task is ignored
+    learn_anchors(plain, plain_model, tasks[:3])
+    with plain.evaluating(tasks[1]), plain.route(batch, plain_model):
+        routed = next(layer for layer in plain._layers if layer.expanded).routing
+        assert torch.equal(routed, plain.routing_weights(batch, plain_model))
+
+
+def test_the_evaluator_tells_the_method_which_task_it_scores(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    from citkit.eval.evaluator import EvalConfig, evaluate_task
+
+    tasks, _, processor = world
+    method, model = fresh(tiny_model_path, HiDeConfig(oracle_routing=True))
+    learn_anchors(method, model, tasks[:2])
+    top = next(layer for layer in method._layers if layer.expanded)
+    seen: list[list[float]] = []
+    top.register_forward_hook(lambda module, args, out: seen.append(module.routing[0].tolist()))
+    evaluate_task(model, tasks[1], EvalConfig(batch_size=4, max_new_tokens=2), method, processor.tokenizer)
+    assert seen and all(weights == [0.0, 1.0] for weights in seen)
+
+
+def test_inference_report_measures_the_router_per_trained_task(tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, cache, _ = world
+    for config in (HiDeConfig(image_weight=0.0), HiDeConfig(image_weight=0.0, oracle_routing=True)):
+        method, model = fresh(tiny_model_path, config)
+        learn_anchors(method, model, tasks[:3])
+        routing = method.inference_report(tasks, model)["routing"]
+        assert list(routing) == [t.name for t in tasks[:3]]  # trained tasks only
+        for i, task in enumerate(tasks[:3]):
+            weights = method.routing_weights(collate([cache.prompt(s) for s in task.test], cache.pad_id, "left"), model)
+            assert routing[task.name]["argmax"] == pytest.approx(100.0 * float((weights.argmax(1) == i).float().mean()))
+            assert routing[task.name]["weight"] == pytest.approx(100.0 * float(weights[:, i].mean()), abs=1e-4)
+            assert routing[task.name]["samples"] == len(task.test)
+    assert min(r["argmax"] for r in routing.values()) >= 90  # instructions tell the toy tasks apart
+
+
+def test_a_run_reports_routing_per_row(tmp_path: Path, small_stream_file: Path) -> None:
+    from citkit.io import read_json
+    from citkit.run_config import build_run_config
+    from citkit.runner import run
+
+    from citkit.data.streams import read_stream_file
+
+    first, second = [t["name"] for t in read_stream_file(small_stream_file)["tasks"][:2]]
+    config = build_run_config({}, ["train.max_steps=1", "train.batch_size=4", "train.progress=false",
+                                   f"stream.tasks=[{first}, {second}]", "stream.test_limit=6",
+                                   "stream.allow_unknown_tokens=true",  # whichever world and model are current
+                                   f"stream.name={small_stream_file}"], method="hide-llava",
+                              runs_dir=str(tmp_path / "runs"))
+    result = run(config)
+    log = read_json(result.run_dir / "tasks.json")
+    assert list(log[0]["inference"]["routing"]) == [first]
+    assert list(log[1]["inference"]["routing"]) == [first, second]
+    assert log[0]["inference"]["routing"][first]["argmax"] == 100.0  # one trained task: always picked
+    report = (result.run_dir / "report.md").read_text()
+    cell = log[1]["inference"]["routing"][second]
+    assert "## Routing" in report and f"{cell['argmax']:.1f} / {cell['weight']:.1f}" in report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,8 +58,9 @@ def evaluate_task(model: torch.nn.Module, task: TaskData, config: EvalConfig, me
     encoded = [task.encode_prompt(s) for s in task.test[rank::processes]]
     route = (lambda batch: method.route(batch, model)) if method is not None else None
     tokenizer = tokenizer or task.tokenizer
-    result = generate(model, encoded, tokenizer, config.batch_size, config.max_new_tokens or task.task.max_new_tokens,
-                      route=route)
+    with method.evaluating(task) if method is not None else contextlib.nullcontext():
+        result = generate(model, encoded, tokenizer, config.batch_size,
+                          config.max_new_tokens or task.task.max_new_tokens, route=route)
     predictions, seconds = result.predictions, result.seconds
     if processes > 1:
         shards = gather_object([(result.predictions, result.seconds)])

@@ -12,7 +12,9 @@ Order of calls in a run (see docs/architecture.md); `Engine.attach` and `Engine.
             loss(batch, outputs, model)    extra loss terms, returned by name (the engine sums them)
         after_step(model)                  after the optimizer update
         after_task(task, model)            importances, anchors, merging
+    evaluating(task)                       at inference: a context around one task's test generation
     route(batch, model)                    at inference: a context in which the model routes per sample
+    inference_report(tasks, model)         after each row's evaluation: numbers about how the method infers
 
 Methods never call `backward()` or `optimizer.step()`: the engine owns the step, so mixed precision,
 gradient accumulation and multi-GPU work the same for every method. State that crosses tasks goes
@@ -100,9 +102,20 @@ class Method:
         """Called after training on `task`, before evaluation."""
 
     # --- inference ---
+    def evaluating(self, task: TaskData) -> contextlib.AbstractContextManager[None]:
+        """A context around the generation of `task`'s test answers (the evaluator opens it); default: nothing.
+        Only diagnostics may use it (HiDe-LLaVA's oracle routing): a deployable method cannot know the task."""
+        return contextlib.nullcontext()
+
     def route(self, batch: dict[str, Tensor], model: nn.Module) -> contextlib.AbstractContextManager[None]:
         """A context inside which `model` processes `batch` (per-sample routing); default: nothing."""
         return contextlib.nullcontext()
+
+    def inference_report(self, tasks: list[TaskData], model: nn.Module) -> dict[str, Any]:
+        """Called by the runner after each row's evaluation with every task of the stream: JSON numbers about
+        how the method infers (HiDe-LLaVA: how often its router picks each test sample's task), saved with the
+        row in tasks.json and shown in report.md. Default: nothing."""
+        return {}
 
     # --- state ---
     def trainable_state(self, model: nn.Module) -> dict[str, Tensor]:

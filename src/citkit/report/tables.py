@@ -31,6 +31,23 @@ def efficiency_table(tasks: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def routing_table(tasks: list[dict[str, Any]], names: list[str]) -> str:
+    """Rows: after each task; cells: the router's argmax accuracy / mean weight on the true task (%), for the
+    tasks trained so far. Empty when no row has a routing report."""
+    rows = [(t["task"], t.get("inference", {}).get("routing")) for t in tasks]
+    if not any(routing for _, routing in rows):
+        return ""
+    lines = ["| after \\ task | " + " | ".join(names) + " | mean |", "|---" * (len(names) + 2) + "|"]
+    for after, routing in rows:
+        routing = routing or {}
+        cells = [f"{routing[n]['argmax']:.1f} / {routing[n]['weight']:.1f}" if n in routing else "" for n in names]
+        done = list(routing.values())
+        mean = (f"{sum(r['argmax'] for r in done) / len(done):.1f} / {sum(r['weight'] for r in done) / len(done):.1f}"
+                if done else "")
+        lines.append(f"| {after} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """report.md of a run directory, from its matrix, config and task log."""
     run_dir = Path(run_dir)
@@ -39,10 +56,17 @@ def write_report(run_dir: str | Path) -> Path:
     tasks_path = run_dir / "tasks.json"
     tasks = read_json(tasks_path) if tasks_path.exists() else []
     parts = [f"# citkit run `{run_dir.name}`", "",
-             f"Method **{config['method']}** on stream **{config['stream']['name']}**, model `{config['model']['path']}`, "
+             f"Method **{config['method']}** on stream **{config['stream']['name']}**, "
+             f"model `{config['model']['path']}`, "
              f"seed {config['seed']}.", "", "## Accuracy matrix", "",
              "Row t: scores after training through task t (row 0: the base model, zero-shot).", "",
              matrix.to_markdown(), "", "## Metrics", "", metrics_table(matrix.metrics()), ""]
     if tasks:
         parts += ["## Training and inference cost", "", efficiency_table(tasks), ""]
+    routing = routing_table(tasks, matrix.task_names)
+    if routing:
+        oracle = " The run used oracle routing (method.oracle_routing), so its scores did not depend on it." \
+            if config.get("method_options", {}).get("oracle_routing") else ""
+        parts += ["## Routing", "", "How often the router puts its largest weight on a test sample's own task / the "
+                  f"mean weight it puts there (%), over each trained task's test set.{oracle}", "", routing, ""]
     return write_text(run_dir / "report.md", "\n".join(parts))

@@ -41,11 +41,16 @@ class HiDeConfig:
         "the authors' code, which produced the published numbers; 'paper' = s sum_c B_c A_c as the paper "
         "writes it. Code fusion stores one LoRA in those layers (the experts are folded into their sums); "
         "paper fusion keeps every expert. Recorded in the run's method state.")})
-    expert_init: ExpertInit = field(default="kaiming", metadata={"help": (
-        "Initial A of each new expert (B starts at zero either way): 'kaiming' = Kaiming-uniform as peft's LoRA; "
-        "'normal' = N(0, 0.01^2) as in the authors' code. Small A's end up dominated by what training "
-        "writes into them, which changes how alike the experts' A's are, hence what code fusion's cross "
-        "terms B_i A_j add.")})
+    expert_init: ExpertInit = field(default="normal", metadata={"help": (
+        "Initial A of each new expert (B starts at zero either way): 'normal' = N(0, 0.01^2) as in the authors' "
+        "code (the default); 'kaiming' = Kaiming-uniform as peft's LoRA (std 1/sqrt(3 in), 0.051 at 128 inputs, "
+        "the same scale as 0.01 only at width ~3,300). Small A's end up dominated by what training writes into "
+        "them, which changes how alike the experts' A's are, hence what code fusion's cross terms B_i A_j add.")})
+    oracle_routing: bool = field(default=False, metadata={"help": (
+        "Diagnostic, not a method: at evaluation the expanded layers put all their weight on the test sample's "
+        "own task (known from the test set being scored) when that task has been trained; samples of tasks not "
+        "yet trained are routed by the anchors as usual. The gap to a run without it is what routing costs. "
+        "The report's routing table still measures the anchors' router.")})
     anchor_encoder: AnchorEncoder = field(default="model", metadata={"help": (
         "Features of the anchors and of test samples: 'model' = the model's own frozen vision tower for images "
         "and the frozen base LLM input embeddings, mean-pooled over the instruction tokens, for text; 'clip' = "
@@ -61,7 +66,8 @@ class HiDeConfig:
 
     def __post_init__(self) -> None:
         if self.layout not in ("hierarchical", "merge-all", "expand-all"):
-            raise ConfigError(f"hide-llava: layout {self.layout!r} is unknown; use hierarchical, merge-all or expand-all")
+            raise ConfigError(f"hide-llava: layout {self.layout!r} is unknown; use hierarchical, merge-all or "
+                              "expand-all")
         if self.fusion not in ("code", "paper"):
             raise ConfigError(f"hide-llava: fusion {self.fusion!r} is unknown; use 'code' or 'paper'")
         if self.layout == "hierarchical" and not self.expanded_layers:

@@ -18,6 +18,11 @@ Departures from the authors' code, on purpose:
 - by default features and anchors are centred on the anchors' mean before the cosine
   (`center_features`; False gives the paper's raw cosine): with the model's own mean-pooled
   features, raw cosines barely differ between tasks and the softmax at T = 0.1 stays near uniform.
+
+Diagnostics: `inference_report` measures the router after every task (share of test samples whose
+largest weight is on their own task, and the mean weight there; the run report's routing table), and
+`oracle_routing` replaces the router by the true task at evaluation, so that a run shows what routing
+costs; `citkit analyze blocks` fuses or drops one block at a time under oracle routing.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class HiDeLLaVA(Method):
         self._layers: list[HiDeLinear] = []
         self._expanded: list[int] = []           # decoder layer indices with routed experts
         self._stale = False                      # inference factors must be rebuilt before use
+        self._true_task: str | None = None       # the task whose test set is being generated (oracle routing)
 
     # --- structure ---
     def attach(self, model: nn.Module) -> nn.Module:
@@ -121,12 +127,32 @@ class HiDeLLaVA(Method):
         return self._routing(batch, model)
 
     @contextlib.contextmanager
+    def evaluating(self, task: TaskData) -> Iterator[None]:
+        """Remember which task's test set is generated; only `oracle_routing` reads it."""
+        self._true_task = task.name
+        try:
+            yield
+        finally:
+            self._true_task = None
+
+    def oracle_weights(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """(batch, trained tasks) one-hot on the task being evaluated, or None when it is not trained yet."""
+        if self._true_task not in self.tasks:
+            return None
+        weights = torch.zeros(batch["input_ids"].shape[0], len(self.tasks), device=batch["input_ids"].device)
+        weights[:, self.tasks.index(self._true_task)] = 1.0
+        return weights
+
+    @contextlib.contextmanager
     def _routing(self, batch: dict[str, Tensor], model: nn.Module) -> Iterator[None]:
         """Per-sample weights stay set on the expanded layers for every forward of the generate call."""
         if self._stale:
             self._materialise()
         expanded = [layer for layer in self._layers if layer.expanded]
-        weights = self.routing_weights(batch, model) if expanded and self.tasks else None
+        weights = None
+        if expanded and self.tasks:
+            weights = self.oracle_weights(batch) if self.config.oracle_routing else None
+            weights = self.routing_weights(batch, model) if weights is None else weights
         for layer in expanded:
             layer.routing = weights
         try:
@@ -134,6 +160,33 @@ class HiDeLLaVA(Method):
         finally:
             for layer in expanded:
                 layer.routing = None
+
+    @torch.no_grad()
+    def inference_report(self, tasks: list[TaskData], model: nn.Module) -> dict[str, Any]:
+        """How well the anchors' router picks each trained task's test samples: `argmax` (% of samples whose
+        largest weight is on their own task) and `weight` (mean weight on it, %). Measured on the router, even
+        under `oracle_routing`."""
+        if not self.tasks:
+            return {}
+        device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+        routing: dict[str, dict[str, float]] = {}
+        for task in tasks:
+            if task.name not in self.tasks or not task.test:
+                continue
+            own = self.tasks.index(task.name)
+            hits, weight = 0, 0.0
+            for start in range(0, len(task.test), self.config.feature_batch_size):
+                chunk = task.test[start:start + self.config.feature_batch_size]
+                prompts = task.collate([task.encode_prompt(s) for s in chunk], "left")
+                batch = {k: v.to(device) for k, v in prompts.items()}
+                if "pixel_values" in batch:
+                    batch["pixel_values"] = batch["pixel_values"].to(dtype)
+                weights = self.routing_weights(batch, model)  # (batch, tasks)
+                hits += int((weights.argmax(1) == own).sum())
+                weight += float(weights[:, own].sum())
+            n = len(task.test)
+            routing[task.name] = {"argmax": 100.0 * hits / n, "weight": 100.0 * weight / n, "samples": n}
+        return {"routing": routing}
 
     # --- state ---
     def state_dict(self) -> dict[str, Tensor]:
