@@ -161,7 +161,8 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
         model, result = engine.fit_task(model, method, task, tasks[:index], seed=config.seed * 1000 + index)
         scores, seconds, count = evaluate_row(model, method, tasks, config, run_dir, index + 1, engine)
         stored = method.trainable_state(model)
-        tasks_log.append(_task_entry(task.name, result, seconds, count, stored, method))
+        tasks_log.append(_task_entry(task.name, result, seconds, count, stored, method)
+                         | {"inference": method.inference_report(tasks, model)})
         if main:
             run_dir.save_checkpoint(index, stored, method.state_dict(), method.extra_state())
             run_dir.write_tasks_log(tasks_log)
