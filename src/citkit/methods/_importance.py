@@ -66,7 +66,7 @@ def accumulate_importance(model: nn.Module, batches: Iterable[Batch],
     try:
         with torch.enable_grad():
             for batch in batches:
-                size = int(batch["input_ids"].shape[0])
+                size = int((batch["labels"] if "labels" in batch else batch["input_ids"]).shape[0])  # samples
                 value = objective(model, _to_device(batch, device))
                 grads = torch.autograd.grad(value, tensors, allow_unused=True)
                 del value  # frees this batch's graph before the next batch is drawn
