@@ -5,6 +5,7 @@ Importing this package registers every built-in method.
 
 # registration on import
 from citkit.methods import (  # noqa: F401
+    disco,
     eproj,
     ewc,
     hide_llava,
