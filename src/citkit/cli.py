@@ -228,6 +228,32 @@ def cmd_analyze_cka(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fed_run(args: argparse.Namespace) -> int:
+    from citkit.federated import run
+    from citkit.federated.commands import fed_config, result_text, split_overrides
+
+    args.set, federated = split_overrides(args.set)
+    flags = {k: getattr(args, k) for k in ("clients", "clients_per_round", "rounds", "local_epochs", "beta",
+                                           "setting", "scenario", "strategy", "partition")}
+    print(result_text(run(fed_config(_config_from_args(args), federated, flags))))
+    return 0
+
+
+def cmd_fed_resume(args: argparse.Namespace) -> int:
+    from citkit.federated import run
+    from citkit.federated.commands import result_text, resume_config
+
+    print(result_text(run(resume_config(Path(args.run_dir), args.quiet))))
+    return 0
+
+
+def cmd_fed_strategies(args: argparse.Namespace) -> int:
+    from citkit.federated.commands import strategies_text
+
+    print(strategies_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citkit", description="Continual instruction tuning of multimodal LLMs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +340,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any setting, e.g. train.epochs=1, adapter.rank=4, stream.toy.train_per_task=300")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_analyze_cka)
+
+    fed = sub.add_parser("fed", help="federated continual instruction tuning on Flower (docs/federated.md)"
+                         ).add_subparsers(dest="fed_command", required=True)
+    from citkit.federated.commands import settings_help
+
+    p = fed.add_parser("run", help="run a stream over federated clients (in-process Flower apps)",
+                       epilog=_run_settings_help() + "\n\n" + settings_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(p)
+    p.add_argument("--clients", type=int, help="federated.num_clients (default 10)")
+    p.add_argument("--clients-per-round", type=int, help="federated.clients_per_round (default 3)")
+    p.add_argument("--rounds", type=int, help="federated.rounds_per_stage (default 3)")
+    p.add_argument("--local-epochs", type=float, help="federated.local_epochs (default 1)")
+    p.add_argument("--beta", type=float, help="federated.beta, Dirichlet concentration (default 1.0)")
+    p.add_argument("--setting", help="federated.setting: homogeneous or heterogeneous")
+    p.add_argument("--scenario", help="federated.scenario: task or capability")
+    p.add_argument("--partition", help="federated.partition: dirichlet or answer-skew")
+    p.add_argument("--strategy", help="federated.strategy (see `citkit fed strategies`)")
+    p.set_defaults(func=cmd_fed_run)
+    p = fed.add_parser("resume", help="continue an interrupted federated run after its last finished stage")
+    p.add_argument("run_dir")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fed_resume)
+    p = fed.add_parser("strategies", help="list server strategies and their options")
+    p.set_defaults(func=cmd_fed_strategies)
 
     p = sub.add_parser("streams", help="list known streams")
     p.set_defaults(func=cmd_streams)
