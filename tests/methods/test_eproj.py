@@ -159,3 +159,32 @@ def test_also_lora_adds_one_shared_language_model_lora(tiny_model_path, tasks) -
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(".lora_A." in n for n in trainable) and any(".experts.0." in n for n in trainable)
     assert not any("vision_tower" in n or ".base." in n for n in trainable)
+
+
+class _MergeFour(torch.nn.Module):
+    """A projector that merges 4 consecutive rows into one, as Qwen-VL's patch merger does 2 x 2 patches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 3)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:  # (rows, 2) -> (rows / 4, 3)
+        return self.linear(rows.reshape(-1, 8))
+
+
+def test_expert_projector_places_merged_rows_and_refuses_split_groups() -> None:
+    from citkit.errors import ConfigError
+    from citkit.methods.eproj.layers import ExpertProjector
+
+    experts = ExpertProjector(_MergeFour())
+    experts.add_expert("base")
+    experts.add_expert("base")
+    with torch.no_grad():
+        experts.experts[1].linear.weight.add_(1.0)
+    rows = torch.randn(12, 2)  # three images of 4 rows each
+    experts.routing = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1])
+    expected = torch.cat([experts.experts[1](rows[:4]), experts.experts[0](rows[4:8]), experts.experts[1](rows[8:])])
+    assert torch.allclose(experts(rows), expected)
+    experts.routing = torch.tensor([1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0])  # images of 2 rows: a merged group mixes two
+    with pytest.raises(ConfigError, match="whole per-image groups"):
+        experts(rows)

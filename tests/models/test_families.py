@@ -1,10 +1,9 @@
 """Every supported architecture through the families boundary, on tiny random-weight models.
 
-Each family's tiny model is built from its real config, model and processor classes, saved with
-save_pretrained and loaded back through citkit's loader. Families whose processor takes a video
-processor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL) need torchvision for the
-processor in transformers 5; without it their end-to-end tests are skipped and the model-level tests
-(load, LoRA targets, parts, pooled image features from the real image processor) still run.
+Each family's tiny model is built from its real config, model and processor classes (video
+processor included, which needs torchvision) and a chat template in its format, saved with
+save_pretrained and loaded back through citkit's loader; then trained on two tasks, evaluated,
+reloaded, and run with every routing method.
 """
 
 from __future__ import annotations
@@ -16,35 +15,26 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers.utils import is_torchvision_available
 
-from citkit.data.encoding import SampleEncoder
+from citkit.data.encoding import SampleEncoder, collate
 from citkit.data.llava_format import read_test, read_train
 from citkit.data.toy.world import ToyWorldConfig, export
 from citkit.engine.generation import generate
 from citkit.errors import ConfigError
 from citkit.methods import METHODS
+from citkit.methods.eproj.layers import ExpertProjector
 from citkit.models import families
 from citkit.models.loading import load_model, load_processor
 from citkit.models.lora import AdapterConfig, add_lora
 from citkit.models.tiny_families import (
     TINY_FAMILIES,
     build_tiny_family,
-    processor_needs_torchvision,
     save_tiny_family,
     tiny_image_processor,
 )
 from citkit.run_config import build_run_config
 from citkit.rundir import RunDirectory
 from citkit.runner import run
-
-NEEDS_TORCHVISION = pytest.mark.skipif(not is_torchvision_available(),
-                                       reason="the processor takes a video processor, which needs torchvision")
-
-
-def _family_params() -> list:
-    return [pytest.param(kind, marks=NEEDS_TORCHVISION) if processor_needs_torchvision(kind) else kind
-            for kind in TINY_FAMILIES]
 
 
 @pytest.fixture(autouse=True)
@@ -131,8 +121,8 @@ def test_model_loads_and_lora_wraps_only_the_language_model(kind: str, tmp_path:
     assert not any(hasattr(m, "lora_A") for m in projector.modules())
     # pooled features from the family's real image processor: one vector per image, whatever the layout
     pixels = dict(tiny_image_processor(kind)(images=_images(3), return_tensors="pt"))
-    if kind == "idefics3":
-        pixels = {k: v.reshape(3, 1, *v.shape[2:]) for k, v in pixels.items()}  # 3 samples of one image
+    if family.pixel_images == "slots":  # Idefics3, SmolVLM: (samples, slots, ...), here 3 samples of one image
+        pixels = {k: v.reshape(3, 1, *v.shape[2:]) for k, v in pixels.items()}
     if kind == "internvl":  # its tiles per image are read from the image token runs (9 tokens per 48 px tile)
         image = families.image_token_id(model)
         pixels["input_ids"] = torch.tensor([[1] + [image] * 9 + [2]] * 3)
@@ -143,17 +133,18 @@ def test_model_loads_and_lora_wraps_only_the_language_model(kind: str, tmp_path:
 
 # --- end to end: load, train two tasks, evaluate, save, reload, same generations -------------------------
 
-@pytest.mark.parametrize("kind", _family_params())
+@pytest.mark.parametrize("kind", list(TINY_FAMILIES))
 def test_two_task_run_then_reloaded_adapter_generates_the_same(kind: str, stream_file: Path, tmp_path: Path,
                                                                saved: dict[str, Path],
                                                                tmp_path_factory: pytest.TempPathFactory) -> None:
     model_path = _saved(saved, kind, tmp_path_factory)
     processor = load_processor(model_path)
+    family = families.FAMILIES[kind]
+    assert type(processor).__name__ == family.processor_class
     result = run(_run_config(stream_file, model_path, tmp_path, "lora-ft"))
     assert result.matrix.is_complete
     checkpoint = RunDirectory(result.run_dir)
     trainable, tensors, extra = checkpoint.load_checkpoint(1)
-    family = families.FAMILIES[kind]
     assert trainable and all(f".{family.language_model}." in name and "lora_" in name for name in trainable)
     assert any(float(t.abs().sum()) > 0 for name, t in trainable.items() if "lora_B" in name)  # it trained
 
@@ -169,23 +160,27 @@ def test_two_task_run_then_reloaded_adapter_generates_the_same(kind: str, stream
     stored = [json.loads(line) for line in (result.run_dir / "predictions" / "row_2.jsonl").read_text().splitlines()]
     for task in ("colour", "shape"):
         samples = read_test(stream_file.parent / task / "test.json", stream_file.parent / task, task)
-        again = generate(model, [encoder.encode_prompt(s) for s in samples], processor.tokenizer, batch_size=8,
+        # one sample per batch: the run generated padded batches, so this also checks that padding changes nothing
+        again = generate(model, [encoder.encode_prompt(s) for s in samples], processor.tokenizer, batch_size=1,
                          max_new_tokens=4, route=lambda batch: method.route(batch, model))
         assert again.predictions == {r["id"]: r["prediction"] for r in stored if r["task"] == task}
 
 
-@pytest.mark.parametrize("kind", _family_params())
+def _train_batch(stream_file: Path, processor: object, count: int = 3) -> dict[str, torch.Tensor]:
+    """The first `count` colour training samples, encoded and collated as the engine does."""
+    samples = read_train(stream_file.parent / "colour" / "train.json", stream_file.parent / "colour", "colour")
+    encoder = SampleEncoder(processor)
+    return collate([encoder.encode_train(s) for s in samples[:count]], processor.tokenizer.pad_token_id)
+
+
+@pytest.mark.parametrize("kind", list(TINY_FAMILIES))
 def test_batches_carry_the_family_keys_and_routing_features_split_per_image(kind: str, stream_file: Path,
                                                                             saved: dict[str, Path],
                                                                             tmp_path_factory) -> None:
     """The boundary's image count, owners and projector rows agree with what the model's forward sees."""
     model_path = _saved(saved, kind, tmp_path_factory)
     model, processor = load_model(model_path), load_processor(model_path)
-    samples = read_train(stream_file.parent / "colour" / "train.json", stream_file.parent / "colour", "colour")[:3]
-    encoder = SampleEncoder(processor)
-    from citkit.data.encoding import collate
-
-    batch = collate([encoder.encode_train(s) for s in samples], processor.tokenizer.pad_token_id)
+    batch = _train_batch(stream_file, processor)
     assert set(families.family_of(model).batch_keys) <= set(batch)
     images = families.count_images(model, batch)
     assert images == 3
@@ -202,6 +197,35 @@ def test_batches_carry_the_family_keys_and_routing_features_split_per_image(kind
     assert families.pooled_image_features(model, batch).shape[0] == 3
 
 
+@pytest.mark.parametrize("kind", list(TINY_FAMILIES))
+def test_expert_projector_sends_each_image_through_its_own_expert(kind: str, stream_file: Path,
+                                                                   saved: dict[str, Path], tmp_path_factory) -> None:
+    """EProj's per-image routing, checked against each image run alone through its expert (Qwen merges rows)."""
+    model_path = _saved(saved, kind, tmp_path_factory)
+    model, processor = load_model(model_path), load_processor(model_path)
+    batch = _train_batch(stream_file, processor)
+    seen: list[torch.Tensor] = []
+    hook = families.projector(model).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        model(**batch)
+    finally:
+        hook.remove()
+    experts = ExpertProjector(families.projector(model))
+    for _ in range(2):
+        experts.add_expert("base")
+    with torch.no_grad():
+        for parameter in experts.experts[1].parameters():
+            parameter.add_(torch.randn_like(parameter))
+    rows = families.projector_rows(model, batch)  # (images,)
+    choices = torch.tensor([1, 0, 1])  # expert per image
+    experts.routing = choices.repeat_interleave(rows)
+    with torch.no_grad():
+        routed = experts(seen[0])
+        alone = [experts.experts[int(c)](part) for c, part in zip(choices, seen[0].split(rows.tolist()), strict=True)]
+    assert torch.equal(routed, torch.cat(alone))
+    assert not torch.allclose(alone[0], experts.experts[0](seen[0].split(rows.tolist())[0]))  # the experts differ
+
+
 # --- the routing methods on every family (a two-task run each, about a second) ----------------------------
 
 ROUTING = {"hide-llava": {"anchor_samples": 8}, "eproj": {"key_steps": 5, "key_samples": 8},
@@ -209,7 +233,7 @@ ROUTING = {"hide-llava": {"anchor_samples": 8}, "eproj": {"key_steps": 5, "key_s
 
 
 @pytest.mark.parametrize("method", list(ROUTING))
-@pytest.mark.parametrize("kind", _family_params())
+@pytest.mark.parametrize("kind", list(TINY_FAMILIES))
 def test_routing_methods_run_on_every_family(kind: str, method: str, stream_file: Path, tmp_path: Path,
                                              saved: dict[str, Path], tmp_path_factory) -> None:
     model_path = _saved(saved, kind, tmp_path_factory)

@@ -7,8 +7,11 @@ vocabulary holds every toy-world word, the family's special tokens and the words
 template, which is written in the family's public format. `save_tiny_family` writes model and
 processor with `save_pretrained`; `citkit.models.loading` loads them back like a real checkpoint.
 
-Image processors are the PIL-backend classes (`...ImageProcessorPil`): the default backend needs
-torchvision, which citkit does not install (see docs/families.md). No video processor is saved.
+Image processors are built from the PIL-backend classes (`...ImageProcessorPil`), so the model and
+image processor of every family build without torchvision; the saved file names the family's image
+processor type, and `AutoProcessor` loads it back with the torchvision backend where torchvision is
+installed. The processors of LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL and SmolVLM-2
+also take a video processor, which transformers builds only with torchvision (see docs/families.md).
 """
 
 from __future__ import annotations
@@ -146,16 +149,19 @@ QWEN3_VL_TEMPLATE = _chatml(QWEN_IMAGE)
 ONEVISION_TEMPLATE = _chatml("<image>\\n")
 INTERNVL_TEMPLATE = _chatml("<IMG_CONTEXT>\\n")
 
-# Idefics3 / SmolVLM: "<|begin_of_text|>User:<image>Q<end_of_utterance>\nAssistant: A<end_of_utterance>\n"
-IDEFICS3_TEMPLATE = (
-    "{{ '<|begin_of_text|>' }}{%- for message in messages -%}"
-    "{{ message['role'] | capitalize }}"
-    "{%- if message['content'] is not string and message['content'] and message['content'][0]['type'] == 'image' -%}"
-    "{{ ':' }}"
-    "{%- else -%}{{ ': ' }}{%- endif -%}" + _parts("<image>") + "{{ '<end_of_utterance>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
-)
+def _idefics(start: str) -> str:
+    """Idefics3 / SmolVLM: "{start}User:<image>Q<end_of_utterance>\\nAssistant: A<end_of_utterance>\\n"."""
+    return ("{{ '" + start + "' }}{%- for message in messages -%}"
+            "{{ message['role'] | capitalize }}"
+            "{%- if message['content'] is not string and message['content'] "
+            "and message['content'][0]['type'] == 'image' -%}{{ ':' }}"
+            "{%- else -%}{{ ': ' }}{%- endif -%}" + _parts("<image>") + "{{ '<end_of_utterance>\\n' }}"
+            "{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}")
+
+
+IDEFICS3_TEMPLATE = _idefics("<|begin_of_text|>")  # Idefics3 and SmolVLM-1 (Llama 3 tokens)
+SMOLVLM_TEMPLATE = _idefics("<|im_start|>")  # SmolVLM-2 (SmolLM2's ChatML tokens, the same turn format)
 
 # Gemma 3: "<bos><start_of_turn>user\n<start_of_image>Q<end_of_turn>\n<start_of_turn>model\nA<end_of_turn>\n"
 # (a system message is prepended to the first user turn, as Gemma's template does)
@@ -325,6 +331,20 @@ def build_idefics3(tokenizer: PreTrainedTokenizerFast) -> tuple[Any, Callable[[]
     return tf.Idefics3ForConditionalGeneration(config), processor
 
 
+def build_smolvlm(tokenizer: PreTrainedTokenizerFast) -> tuple[Any, Callable[[], Any]]:
+    """SmolVLM-2: Idefics3's layout under its own classes (48 px in 8 px patches, pixel shuffle 2 -> 9), Llama."""
+    vision = tf.SmolVLMVisionConfig(hidden_size=VISION_HIDDEN, intermediate_size=2 * VISION_HIDDEN,
+                                    num_hidden_layers=1, num_attention_heads=HEADS, image_size=48, patch_size=8)
+    config = tf.SmolVLMConfig(vision_config=vision, text_config=_text(tf.LlamaConfig, tokenizer), scale_factor=2,
+                              image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+    sizes = dict(size={"longest_edge": 48}, max_image_size={"longest_edge": 48})
+    processor = partial(tf.SmolVLMProcessor,
+        image_processor=tf.SmolVLMImageProcessorPil(do_image_splitting=False, **sizes, **_PIL_CLIP),
+        tokenizer=tokenizer, video_processor=_video("SmolVLMVideoProcessor", **sizes), image_seq_len=9,
+        chat_template=tokenizer.chat_template)
+    return tf.SmolVLMForConditionalGeneration(config), processor
+
+
 def build_gemma3(tokenizer: PreTrainedTokenizerFast) -> tuple[Any, Callable[[], Any]]:
     """Gemma 3: SigLIP 48 px in 8 px patches, average-pooled to 3 x 3 = 9 soft tokens, Gemma 3 decoder."""
     text = _text(tf.Gemma3TextConfig, tokenizer, head_dim=HIDDEN // HEADS, sliding_window=64,
@@ -374,6 +394,9 @@ TINY_FAMILIES: dict[str, TinyFamily] = {
     "idefics3": TinyFamily(Tokens("<|finetune_right_pad_id|>", "<end_of_utterance>",
                                   ("<fake_token_around_image>", "<image>", "<global-img>"), {},
                                   bos="<|begin_of_text|>"), IDEFICS3_TEMPLATE, build_idefics3),
+    "smolvlm": TinyFamily(Tokens("<|im_end|>", "<end_of_utterance>",
+                                 ("<fake_token_around_image>", "<image>", "<global-img>"), {}, bos="<|im_start|>"),
+                          SMOLVLM_TEMPLATE, build_smolvlm),
     "gemma3": TinyFamily(Tokens("<pad>", "<end_of_turn>",
                                 ("<start_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"),
                                 {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
@@ -406,15 +429,8 @@ def _processor(model_type: str, make: Any) -> Any:
     return make(video_processor=getattr(tf, video.class_name)(**video.options))
 
 
-def processor_needs_torchvision(model_type: str) -> bool:
-    """Whether the family's processor class takes a video processor (so needs torchvision in transformers 5)."""
-    family = TINY_FAMILIES[model_type]
-    _, make = family.build(build_tokenizer(family.tokens, family.template))
-    return isinstance(make.keywords.get("video_processor"), _VideoProcessor)
-
-
 def tiny_image_processor(model_type: str) -> Any:
-    """The image processor (PIL backend) of the family's tiny model; it needs no torchvision."""
+    """The image processor (PIL backend) of the family's tiny model, as built; it needs no torchvision."""
     family = TINY_FAMILIES[model_type]
     _, make = family.build(build_tokenizer(family.tokens, family.template))
     return make.keywords["image_processor"]

@@ -34,7 +34,8 @@ class ExpertProjector(nn.Module):
     """The original (frozen) projector plus one trainable copy per task.
 
     Rows: the first dimension of the projector's input, one per image for LLaVA, one per tile for
-    any-resolution models, one per vision patch for Qwen-VL (`citkit.models.families.projector_rows`).
+    any-resolution models, one per vision patch for Qwen-VL (`citkit.models.families.projector_rows`),
+    whose patch merger turns every 2 x 2 group of rows into one output row.
 
     Attributes:
         base: the pretrained projector; used only while no expert exists.
@@ -64,7 +65,7 @@ class ExpertProjector(nn.Module):
             expert.requires_grad_(k == index)
         self.active = index
 
-    def forward(self, image_features: Tensor) -> Tensor:  # (images, patches, vision_hidden)
+    def forward(self, image_features: Tensor) -> Tensor:  # (rows, ...) -> (rows / merge, ..., text_hidden)
         if not len(self.experts):
             return self.base(image_features)
         if self.routing is None:
@@ -73,14 +74,35 @@ class ExpertProjector(nn.Module):
         if routing.shape[0] != image_features.shape[0]:
             raise ConfigError(f"eproj: routing holds {routing.shape[0]} choices for "
                               f"{image_features.shape[0]} projector input rows")
-        out: Tensor | None = None
+        parts = []
         for expert in routing.unique().tolist():
             rows = (routing == expert).nonzero().squeeze(1)
-            projected = self.experts[expert](image_features[rows])  # (rows, patches, text_hidden)
-            if out is None:
-                out = projected.new_empty((image_features.shape[0], *projected.shape[1:]))
-            out[rows] = projected
-        return out if out is not None else self.experts[self.active](image_features)  # no image: empty batch
+            parts.append((rows, self.experts[expert](image_features[rows])))
+        if not parts:  # no image: empty batch
+            return self.experts[self.active](image_features)
+        return _reassemble(parts, image_features.shape[0])
+
+
+def _reassemble(parts: list[tuple[Tensor, Tensor]], input_rows: int) -> Tensor:
+    """Put each expert's output rows back in input order.
+
+    A projector may merge `merge` consecutive input rows into one output row (Qwen-VL's patch merger:
+    2 x 2 patches, so merge = 4); an image owns whole groups, so the output row of input rows
+    merge * k ... merge * k + merge - 1 is k. Without merging (merge = 1) rows map one to one."""
+    output_rows = sum(projected.shape[0] for _, projected in parts)
+    merge = input_rows // max(1, output_rows)
+    out = parts[0][1].new_empty((output_rows, *parts[0][1].shape[1:]))
+    for rows, projected in parts:
+        targets = rows[::merge] // merge
+        grouped = targets.unsqueeze(1) * merge + torch.arange(merge, device=rows.device)  # (outputs, merge)
+        is_whole_groups = (merge * output_rows == input_rows and projected.shape[0] == len(targets)
+                           and torch.equal(grouped.flatten(), rows))
+        if not is_whole_groups:
+            raise ConfigError(f"eproj: the projector turned {input_rows} input rows into {output_rows}, which do "
+                              "not split into whole per-image groups; projector_rows of the model's family must "
+                              "give each image a multiple of the rows the projector merges")
+        out[targets] = projected
+    return out
 
 
 def expert_projector(model: nn.Module) -> ExpertProjector:
