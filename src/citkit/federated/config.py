@@ -64,8 +64,11 @@ class FederatedConfig:
         "eta=0.01 (fedadam); set with --set federated.strategy_options.NAME=VALUE.")})
 
     def __post_init__(self) -> None:
-        from citkit.federated.strategies import STRATEGIES, check_strategy_options
-
+        try:
+            from citkit.federated.strategies import STRATEGIES, check_strategy_options
+        except ImportError as error:
+            raise ConfigError(f"federated runs need Flower ({error}); install it with "
+                              "pip install 'citkit[federated]'") from None
         if self.num_clients < 1:
             raise ConfigError(f"federated.num_clients must be >= 1, got {self.num_clients}")
         if not 1 <= self.clients_per_round <= self.num_clients:
