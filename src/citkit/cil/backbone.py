@@ -184,7 +184,10 @@ def build_classifier(config: BackboneConfig, classifier: str | None = None) -> t
 def add_lora(model: ViTClassifier, adapter: ViTAdapterConfig, name: str = "default", rank: int | None = None) -> None:
     """Add a LoRA adapter `name` to the backbone (wrapping it in a peft model the first time)."""
     base = model.backbone.get_base_model() if isinstance(model.backbone, PeftModel) else model.backbone
-    linear = {n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, nn.Linear)}
+    from peft.tuners.lora import LoraLayer
+
+    linear = {n.rsplit(".", 1)[-1] for n, m in base.named_modules()
+              if isinstance(m, (nn.Linear, LoraLayer)) and ".lora_" not in n and not n.endswith("base_layer")}
     missing = [t for t in adapter.target_modules if t not in linear]
     if missing:
         raise ConfigError(f"adapter.target_modules {missing} are not linear layers of {type(base).__name__}; "
