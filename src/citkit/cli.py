@@ -228,6 +228,18 @@ def cmd_analyze_cka(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_blocks(args: argparse.Namespace) -> int:
+    from citkit.analysis.block_test import BlockTestConfig, analyze_blocks
+
+    samples = None if args.samples_per_task == 0 else args.samples_per_task
+    config = BlockTestConfig(run_dir=args.run_dir, samples_per_task=samples, fusion=args.fusion,
+                             batch_size=args.batch_size, out_dir=args.out or "")
+    result = analyze_blocks(config)
+    print(result.to_markdown())
+    print(f"wrote blocks.md, blocks.csv and blocks.json in {config.out_dir or Path(args.run_dir) / 'blocks'}")
+    return 0
+
+
 def cmd_fed_run(args: argparse.Namespace) -> int:
     from citkit.federated import run
     from citkit.federated.commands import fed_config, result_text, split_overrides
@@ -252,6 +264,72 @@ def cmd_fed_strategies(args: argparse.Namespace) -> int:
 
     print(strategies_text())
     return 0
+
+
+def _cil_config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from citkit.cil.runner import build_cil_config
+    from citkit.run_config import load_config_file
+
+    base = load_config_file(args.config) if args.config else {}
+    top = {"method": getattr(args, "method", None), "seed": getattr(args, "seed", None), "name": args.name,
+           "runs_dir": args.runs_dir, "data.dataset": args.dataset, "data.root": args.root, "data.tasks": args.tasks,
+           "model.path": args.model}
+    return build_cil_config(base, list(args.set) + (["train.progress=false"] if args.quiet else []), **top)
+
+
+def cmd_cil_run(args: argparse.Namespace) -> int:
+    from citkit.cil.runner import run_cil
+
+    result = run_cil(_cil_config_from_args(args))
+    print(f"run directory: {result.run_dir}")
+    print((result.run_dir / "report.md").read_text())
+    return 0
+
+
+def cmd_cil_compare(args: argparse.Namespace) -> int:
+    from citkit.cil.compare import compare_cil
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    folder = compare_cil(_cil_config_from_args(args), methods, seeds)
+    print((folder / "compare.md").read_text())
+    print(f"wrote {folder / 'compare.md'}, compare.csv, compare.json and compare.png")
+    return 0
+
+
+def cmd_cil_pretrain(args: argparse.Namespace) -> int:
+    from citkit.cil.pretrain import ViTPretrainConfig, pretrain_tiny_vit
+
+    quality = pretrain_tiny_vit(ViTPretrainConfig(seed=args.seed), args.out, progress=not args.quiet)
+    print(f"wrote {args.out}: held-out accuracy {quality['held_out_accuracy']:.1f} (gate {quality['quality_gate']}), "
+          f"{quality['train_seconds']:.0f} s of training")
+    return 0
+
+
+def cmd_cil_methods(args: argparse.Namespace) -> int:
+    from citkit.cil.methods import CIL_METHODS
+    from citkit.config import describe
+
+    for name in CIL_METHODS.names():
+        cls = CIL_METHODS.get(name)
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        for option, default, help_ in describe(cls.config_class):
+            print(f"    method.{option} (default {default}): {help_}")
+    return 0
+
+
+def _add_cil_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of settings")
+    parser.add_argument("--dataset", help="builtin (default), digits, imagefolder, cifar100, tinyimagenet, imagenet-r, "
+                        "imagenet-380")
+    parser.add_argument("--root", help="folder of a dataset read from disk")
+    parser.add_argument("--tasks", type=int, help="number of tasks (default 5)")
+    parser.add_argument("--model", help="'tiny' (default), a local ViT/DeiT folder or a cached hub id")
+    parser.add_argument("--name", help="run name (default: cil-<dataset>-<T>t-<method>-seed<seed>)")
+    parser.add_argument("--runs-dir", help="folder of run directories (default: runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=(
+        "any setting: data.*, model.*, adapter.*, train.*, method.NAME (see `citkit cil methods`)"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any setting, e.g. train.epochs=1, adapter.rank=4, stream.toy.train_per_task=300")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_analyze_cka)
+    p = analyze.add_parser("blocks", help="per-block test of a hide-llava run: under oracle routing, fuse or drop "
+                           "one decoder block at a time and score every task (is the block task-general?)")
+    p.add_argument("run_dir", help="a hide-llava run with method.layout=expand-all (or method.fusion=paper)")
+    p.add_argument("--samples-per-task", type=int, default=50, help="test samples per task (0: all; default 50)")
+    p.add_argument("--fusion", choices=["code", "paper"], default="code",
+                   help="how a fused block combines the experts: code = s (sum B)(sum A), paper = s sum B A")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts generated together")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/blocks)")
+    p.set_defaults(func=cmd_analyze_blocks)
 
     fed = sub.add_parser("fed", help="federated continual instruction tuning on Flower (docs/federated.md)"
                          ).add_subparsers(dest="fed_command", required=True)
@@ -365,6 +452,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fed_resume)
     p = fed.add_parser("strategies", help="list server strategies and their options")
     p.set_defaults(func=cmd_fed_strategies)
+
+    cil = sub.add_parser("cil", help="class-incremental learning on a ViT with LoRA (DESIRE and baselines)"
+                         ).add_subparsers(dest="cil_command", required=True)
+    p = cil.add_parser("run", help="run a class-incremental stream with a method")
+    p.add_argument("--method", help="CIL method (default lora-ft; see `citkit cil methods`)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    _add_cil_arguments(p)
+    p.set_defaults(func=cmd_cil_run)
+    p = cil.add_parser("compare", help="several CIL methods over seeds: one table and a per-stage plot")
+    p.add_argument("--methods", required=True, help="comma-separated methods or METHOD:OPTION=VALUE variants")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    _add_cil_arguments(p)
+    p.set_defaults(func=cmd_cil_compare)
+    p = cil.add_parser("pretrain", help="rebuild the tiny ViT from its seed (bit-identical), quality-gated")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_cil_pretrain)
+    p = cil.add_parser("methods", help="list CIL methods and their options")
+    p.set_defaults(func=cmd_cil_methods)
 
     p = sub.add_parser("streams", help="list known streams")
     p.set_defaults(func=cmd_streams)
