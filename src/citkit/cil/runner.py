@@ -228,3 +228,21 @@ def finish(path: Path, config: CILRunConfig, stream: CILStream, stages: list[Sta
     write_run_report(path, config.method, matrix, stages, metrics)
     plot_stages({config.method: [s.pooled for s in stages]}, path / "accuracy.png",
                 title=f"{config.method} on {stream.dataset}, {len(stream.tasks)} tasks")
+
+
+def build_cil_config(base: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     **top: Any) -> CILRunConfig:
+    """A CILRunConfig from a dict (a YAML file), `--set` overrides (`method.X` for the method's options) and
+    top-level values."""
+    from citkit.config import parse_override, set_path
+
+    data: dict[str, Any] = dict(base or {})
+    for key, value in top.items():
+        if value is not None:
+            set_path(data, key.split("."), value)
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] == "method" and len(path) > 1:
+            path = ["method_options", *path[1:]]
+        set_path(data, path, value)
+    return from_dict(CILRunConfig, data)
