@@ -13,16 +13,18 @@ the reply for `pull_messages`. Two things a real Grid does implicitly are done e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from accelerate.logging import get_logger
 from flwr.app import Context, Error, Message, RecordDict
-from flwr.common.constant import ErrorCode
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
 
 logger = get_logger(__name__)
 
@@ -128,3 +130,15 @@ class NodeSubset(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         return self.grid.send_and_receive(messages, timeout=timeout)
+
+
+@contextlib.contextmanager
+def server_identity(run_id: int) -> Iterator[None]:
+    """Name this process the ServerApp of run `run_id`, as Flower's runtime does before calling a ServerApp
+    (new messages take their run id and source node from it); the previous identity is restored after."""
+    previous = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, SUPERLINK_NODE_ID
+    try:
+        yield
+    finally:
+        TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = previous

@@ -16,13 +16,12 @@ import torch
 from accelerate.logging import get_logger
 from flwr.app import Context, Message, RecordDict
 from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.supercore.task_identity import TaskIdentity
 
 from citkit.eval.matrix import AccuracyMatrix
 from citkit.federated.client_app import build_client_app
 from citkit.federated.config import FedRunConfig
 from citkit.federated.federation import ClientWorker, Federation
-from citkit.federated.grid import InProcessGrid
+from citkit.federated.grid import InProcessGrid, server_identity
 from citkit.federated.report import finish_federated
 from citkit.federated.rundir import ContextStore, FederatedRunDirectory
 from citkit.federated.server import FederatedServer
@@ -67,9 +66,9 @@ def run(config: FedRunConfig, stop_after: int | None = None,
     server = FederatedServer(federation, server_worker, run_dir, client_store=ContextStore(grid.contexts),
                              stop_after=stop_after)
     server_app = build_server_app(lambda context: server)
-    # Flower's runtime names the process running the ServerApp (messages take their run and source from it).
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, grid.run.run_id, SUPERLINK_NODE_ID
-    server_app(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+    with server_identity(grid.run.run_id):
+        server_app(grid, Context(run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config={},
+                                 state=RecordDict(), run_config={}))
     metrics = finish_federated(run_dir, config, federation, server.matrix)
     return FedRunResult(run_dir.path, server.matrix, metrics)
 
