@@ -146,11 +146,11 @@ def _image_set(by_class: dict[str, list[Path]], names: list[str]) -> ImageSet:
 @LOADERS.register("builtin")
 def load_builtin(options: LoadOptions) -> ClassDataset:
     """The leakage-free built-in shapes (`citkit.cil.images`): stream classes only."""
-    from citkit.cil.images import STREAM_CLASSES, render_many
+    from citkit.cil.images import BUILTIN_STREAM_CLASSES, render_many
 
-    train = render_many(STREAM_CLASSES, "train", options.train_per_class, options.seed)
-    test = render_many(STREAM_CLASSES, "test", options.test_per_class, options.seed)
-    return ClassDataset("builtin", [c.name for c in STREAM_CLASSES], ImageSet(train[1], arrays=train[0]),
+    train = render_many(BUILTIN_STREAM_CLASSES, "train", options.train_per_class, options.seed)
+    test = render_many(BUILTIN_STREAM_CLASSES, "test", options.test_per_class, options.seed)
+    return ClassDataset("builtin", [c.name for c in BUILTIN_STREAM_CLASSES], ImageSet(train[1], arrays=train[0]),
                         ImageSet(test[1], arrays=test[0]))
 
 

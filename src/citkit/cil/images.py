@@ -5,8 +5,8 @@ rule, into two disjoint families:
 
 - **pretraining classes** (`PRETRAIN_CLASSES`, 32): those with (shape index + colour index) even. The
   tiny ViT is pretrained on them only (`citkit.cil.pretrain`).
-- **stream classes** (`STREAM_CLASSES`, 32): the others. The built-in CIL stream draws its classes
-  from these only.
+- **stream classes** (`STREAM_CLASSES`, 32): the others. The built-in CIL stream draws its 20 classes
+  (`BUILTIN_STREAM_CLASSES`) from these only.
 
 So no class of the continual stream was ever seen during pretraining (the leakage the DESIRE paper
 warns about), while every shape and every colour was: the backbone has learned to see shapes and
@@ -56,6 +56,8 @@ def is_pretraining_class(cls: ShapeClass) -> bool:
 
 PRETRAIN_CLASSES: tuple[ShapeClass, ...] = tuple(c for c in ALL_CLASSES if is_pretraining_class(c))
 STREAM_CLASSES: tuple[ShapeClass, ...] = tuple(c for c in ALL_CLASSES if not is_pretraining_class(c))
+# The built-in stream: the first 20 stream classes (5 shapes x 4 colours), 5 tasks of 4 by default.
+BUILTIN_STREAM_CLASSES: tuple[ShapeClass, ...] = STREAM_CLASSES[:20]
 
 
 def _rng(cls: ShapeClass, split: str, index: int, seed: int) -> np.random.Generator:
