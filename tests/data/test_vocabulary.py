@@ -51,7 +51,8 @@ def dataset(folder: Path, answers: list[str]) -> tuple[Path, Path]:
     Image.new("RGB", (48, 48), "white").save(folder / "img.png")
     train = [{"id": f"t{i}", "image": "img.png", "conversations": [
         {"from": "human", "value": "<image>\nhow many ?"}, {"from": "gpt", "value": a}]} for i, a in enumerate(answers)]
-    test = [{"question_id": f"q{i}", "image": "img.png", "text": "how many ?", "answer": a} for i, a in enumerate(answers)]
+    test = [{"question_id": f"q{i}", "image": "img.png", "text": "how many ?", "answer": a}
+            for i, a in enumerate(answers)]
     (folder / "train.json").write_text(json.dumps(train))
     (folder / "test.json").write_text(json.dumps(test))
     return folder / "train.json", folder / "test.json"

@@ -342,11 +342,10 @@ def test_inference_report_measures_the_router_per_trained_task(tiny_model_path: 
 
 
 def test_a_run_reports_routing_per_row(tmp_path: Path, small_stream_file: Path) -> None:
+    from citkit.data.streams import read_stream_file
     from citkit.io import read_json
     from citkit.run_config import build_run_config
     from citkit.runner import run
-
-    from citkit.data.streams import read_stream_file
 
     first, second = [t["name"] for t in read_stream_file(small_stream_file)["tasks"][:2]]
     config = build_run_config({}, ["train.max_steps=1", "train.batch_size=4", "train.progress=false",

@@ -1,0 +1,91 @@
+"""The per-block test: each block routed, fused or dropped as named; the routed reference equals the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from citkit.analysis.block_test import BlockTestConfig, analyze_blocks, configurations, set_mode
+from citkit.cli import main
+from citkit.data.streams import read_stream_file
+from citkit.errors import ConfigError
+from citkit.eval.matrix import AccuracyMatrix
+from citkit.io import read_json
+from citkit.methods.hide_llava import HiDeLinear
+from citkit.run_config import build_run_config
+from citkit.runner import run
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # the tiny model runs faster on one thread of a shared CPU
+
+
+def two_experts() -> HiDeLinear:
+    """in 3, out 2, rank 1, zero base; A1 x = 7 with B1 = (1, 1), A2 x = 5 with B2 = (2, -1) for x = (1, 2, 3)."""
+    base = nn.Linear(3, 2, bias=False)
+    nn.init.zeros_(base.weight)
+    layer = HiDeLinear(base, rank=1, alpha=1.0, dropout=0.0, expanded=False)
+    for a, b in (([1.0, 0.0, 2.0], [1.0, 1.0]), ([0.0, 1.0, 1.0], [2.0, -1.0])):
+        k = layer.add_expert()
+        layer.experts_A[k].data = torch.tensor([a])
+        layer.experts_B[k].data = torch.tensor([b]).T
+    return layer
+
+
+def test_modes_compute_what_they_say() -> None:
+    x = torch.tensor([[[1.0, 2.0, 3.0]]])
+    layer = two_experts()
+    set_mode([layer], "routed", 2, "code")
+    layer.routing = torch.tensor([[0.0, 1.0]])  # the oracle picks expert 2
+    assert layer(x).flatten().tolist() == [10.0, -5.0]
+    layer.routing = None
+    set_mode([layer], "fused", 2, "code")  # (B1 + B2)(A1 + A2) x = (3, 0) * 12
+    assert layer(x).flatten().tolist() == [36.0, 0.0]
+    set_mode([layer], "fused", 2, "paper")  # B1 A1 x + B2 A2 x
+    assert layer(x).flatten().tolist() == [17.0, 2.0]
+    set_mode([layer], "dropped", 2, "code")  # the frozen base alone
+    assert layer(x).flatten().tolist() == [0.0, 0.0]
+
+
+def test_configurations_fuse_and_drop_one_block_at_a_time() -> None:
+    rows = dict(configurations(4))
+    assert len(rows) == 1 + 4 + 4 + 2 and rows["all blocks routed"] == {}
+    assert rows["fuse block 2"] == {2: "fused"} and rows["drop block 0"] == {0: "dropped"}
+    assert rows["top block only"] == {0: "dropped", 1: "dropped", 2: "dropped"}
+    assert rows["all blocks fused"] == {b: "fused" for b in range(4)}
+
+
+def small_run(tmp_path: Path, stream: Path, name: str, *options: str) -> Path:
+    tasks = [t["name"] for t in read_stream_file(stream)["tasks"][:2]]
+    overrides = ["train.max_steps=2", "train.batch_size=4", "train.progress=false", f"stream.name={stream}",
+                 f"stream.tasks=[{', '.join(tasks)}]", "stream.test_limit=6", "stream.allow_unknown_tokens=true",
+                 *options]
+    return run(build_run_config({}, overrides, method="hide-llava", runs_dir=str(tmp_path), name=name)).run_dir
+
+
+def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = small_run(tmp_path, small_stream_file, "expand", "method.layout=expand-all", "method.oracle_routing=true")
+    result = analyze_blocks(BlockTestConfig(run_dir=str(run_dir), samples_per_task=6, batch_size=4))
+    final = dict(zip(result.tasks, AccuracyMatrix.load(run_dir).rows[-1], strict=True))
+    assert result.row("all blocks routed").scores == pytest.approx(final)  # same model, same oracle routing
+    assert [r.name for r in result.rows] == [name for name, _ in configurations(4)]
+    saved = read_json(run_dir / "blocks" / "blocks.json")
+    assert saved["rows"][1]["modes"] == {"0": "fused", "1": "routed", "2": "routed", "3": "routed"}
+    assert (run_dir / "blocks" / "blocks.md").read_text().startswith("Per-block test under oracle routing")
+    assert main(["analyze", "blocks", str(run_dir), "--samples-per-task", "6", "--out", str(tmp_path / "b")]) == 0
+    assert "| fuse block 0 |" in capsys.readouterr().out and (tmp_path / "b" / "blocks.csv").is_file()
+
+
+def test_a_run_whose_experts_were_folded_is_refused(tmp_path: Path, small_stream_file: Path) -> None:
+    run_dir = small_run(tmp_path, small_stream_file, "folded")  # hierarchical, code fusion: lower blocks folded
+    with pytest.raises(ConfigError, match="method.layout=expand-all"):
+        analyze_blocks(BlockTestConfig(run_dir=str(run_dir)))
+    with pytest.raises(ConfigError, match="is not a run directory"):
+        analyze_blocks(BlockTestConfig(run_dir=str(tmp_path / "nothing")))
+    with pytest.raises(ConfigError, match="samples_per_task must be >= 1"):
+        BlockTestConfig(run_dir="x", samples_per_task=0)
