@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    # One thread: the tiny models gain little from two, and several torch processes on 2 cores (the
+    # two-process tests, or a second job beside the suite) slow down many times over when each spins two.
+    torch.set_num_threads(int(os.environ.get("CITKIT_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
