@@ -41,14 +41,14 @@ class ViTPretrainConfig:
     """Recipe of the tiny ViT."""
 
     model: TinyViTConfig = field(default_factory=TinyViTConfig)
-    train_per_class: int = field(default=150, metadata={"help": "Training images per pretraining class."})
+    train_per_class: int = field(default=250, metadata={"help": "Training images per pretraining class."})
     test_per_class: int = field(default=30, metadata={"help": "Held-out images per class (quality gate)."})
-    epochs: float = field(default=12.0, metadata={"help": "Passes over the training images."})
+    epochs: float = field(default=15.0, metadata={"help": "Passes over the training images."})
     batch_size: int = field(default=64, metadata={"help": "Images per step."})
-    lr: float = field(default=2e-3, metadata={"help": "Peak learning rate (cosine schedule, AdamW)."})
+    lr: float = field(default=3e-3, metadata={"help": "Peak learning rate (cosine schedule, AdamW)."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
     seed: int = field(default=0, metadata={"help": "Seed of the initialisation, the images and the order."})
-    quality_gate: float = field(default=70.0, metadata={"help": "Minimum held-out accuracy (%) to save."})
+    quality_gate: float = field(default=75.0, metadata={"help": "Minimum held-out accuracy (%) to save."})
 
     def __post_init__(self) -> None:
         if self.train_per_class < 2 or self.test_per_class < 1 or self.epochs <= 0:

@@ -29,11 +29,11 @@ from torch import nn
 
 from citkit.cil.backbone import BackboneConfig, ViTAdapterConfig, ViTClassifier, build_classifier
 from citkit.cil.metrics import CILMetrics, StageResult, cil_metrics, stage_result, task_matrix
-from citkit.cil.methods import CIL_METHODS, CILMethod
+from citkit.cil.methods import CIL_METHODS, CILMethod, Phase
 from citkit.cil.stream import CILDataConfig, CILStream, CILTask, build_stream
 from citkit.config import from_dict, to_dict
 from citkit.engine.config import TrainConfig
-from citkit.engine.engine import Engine
+from citkit.engine.engine import Engine, TrainResult
 from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.eval.matrix import AccuracyMatrix
 from citkit.io import read_json, write_json
@@ -129,6 +129,20 @@ def _grow_head(model: ViTClassifier, task: CILTask, seed: int) -> None:
     model.head.add_classes(len(task.classes))
 
 
+def run_phase(engine: Engine, model: nn.Module, phase: Phase, seed: int) -> TrainResult:
+    """Train one phase with `Engine.fit_task` (its own settings, the run's accelerator); the requires_grad
+    flags of `model`, which the phase's attach changes, are restored afterwards."""
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    phase_engine = Engine(phase.train, accelerator=engine.accelerator)
+    phase_engine.attach(phase.method, phase.model)
+    try:
+        _, result = phase_engine.fit_task(phase.model, phase.method, phase.task, seed=seed)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(flags.get(id(p), p.requires_grad))
+    return result
+
+
 def _train_task(engine: Engine, model: nn.Module, method: CILMethod, task: CILTask, previous: list[CILTask],
                 seed: int) -> tuple[Any, float, dict[str, Any]]:
     """The task's own training, then each phase the method yields, all through `Engine.fit_task`."""
@@ -145,12 +159,7 @@ def _train_task(engine: Engine, model: nn.Module, method: CILMethod, task: CILTa
     phases: dict[str, Any] = {}
     start = time.perf_counter()
     for number, phase in enumerate(method.phases(task, model)):
-        flags = {id(p): p.requires_grad for p in model.parameters()}
-        phase_engine = Engine(phase.train, accelerator=engine.accelerator)
-        phase_engine.attach(phase.method, phase.model)
-        _, phase_result = phase_engine.fit_task(phase.model, phase.method, phase.task, seed=seed + 100 + number)
-        for p in model.parameters():  # the phase froze the rest of the model; give it back as it was
-            p.requires_grad_(flags.get(id(p), p.requires_grad))
+        phase_result = run_phase(engine, model, phase, seed + 100 + number)
         phases[phase.name] = {"steps": phase_result.steps, "final_loss": phase_result.final_loss}
     seconds += time.perf_counter() - start
     return result, seconds, phases
