@@ -15,7 +15,7 @@ from citkit.methods.disco.config import DiscoConfig
 from citkit.methods.disco.layers import DiscoLinear
 from citkit.methods.disco.slots import activation_weights, align_groups, group_clients, match_slot, merge_token
 
-from .helpers import small_config, toy_task_names
+from .helpers import small_config
 
 E0, E1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 

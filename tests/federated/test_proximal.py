@@ -27,8 +27,8 @@ def test_proximal_term_has_the_gradient_mu_times_the_distance() -> None:
 
 
 def test_fedprox_pulls_the_client_update_towards_the_global_model(tmp_path: Path) -> None:
-    config = small_config(tmp_path, tasks=1, federated={"strategy": "fedprox", "strategy_options": {"proximal_mu": 1.0}},
-                          lr=0.05, max_steps=8)
+    fedprox = {"strategy": "fedprox", "strategy_options": {"proximal_mu": 1.0}}
+    config = small_config(tmp_path, tasks=1, federated=fedprox, lr=0.05, max_steps=8)
     federation = Federation(config)
     worker = ClientWorker(federation)
     start = full_state(worker.method, worker.prepare(0))
