@@ -50,7 +50,8 @@ def test_cli_run_fills_the_matrix_and_the_run_directory(finished: Path) -> None:
     assert [(r["stage"], r["round"]) for r in rounds] == [(0, 0), (1, 0)]
     assert all(len(r["clients"]) == 2 == len(r["replied"]) and not r["failed"] for r in rounds)
     metrics = read_json(run_dir / "metrics.json")
-    assert metrics["fcit_last"] == pytest.approx(metrics["mfn"]) and metrics["fcit_avg"] == pytest.approx(metrics["maa"])
+    assert metrics["fcit_last"] == pytest.approx(metrics["mfn"])  # homogeneous: FCIT's Last/Avg are MFN/MAA
+    assert metrics["fcit_avg"] == pytest.approx(metrics["maa"])
     assert metrics["bytes_down"] == sum(r["bytes_down"] for r in rounds) > 0
     assert metrics["bytes_up"] == metrics["bytes_whole_state_up"]  # LoRA-FT changes its whole adapter
     report = (run_dir / "report.md").read_text()
