@@ -8,6 +8,7 @@ reloaded, and run with every routing method.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PIL import Image
 
 from citkit.data.encoding import SampleEncoder, collate
 from citkit.data.llava_format import read_test, read_train
+from citkit.data.samples import Turn
 from citkit.data.toy.world import ToyWorldConfig, export
 from citkit.engine.generation import generate
 from citkit.errors import ConfigError
@@ -195,6 +197,38 @@ def test_batches_carry_the_family_keys_and_routing_features_split_per_image(kind
     assert torch.isfinite(loss)
     assert int(families.projector_rows(model, batch).sum()) == seen[0].shape[0]
     assert families.pooled_image_features(model, batch).shape[0] == 3
+
+
+@pytest.mark.parametrize("kind", list(TINY_FAMILIES))
+def test_a_sample_with_two_images_reaches_the_model_as_two_images(kind: str, stream_file: Path,
+                                                                  saved: dict[str, Path], tmp_path_factory) -> None:
+    """Samples of two and of one image in one batch: images, owners and projector rows as the model sees them.
+
+    A word parts the two images: the tiny word-level tokenizers drop the newline that separates image
+    placeholders in real tokenizers, and image_owners finds images by runs of image tokens."""
+    model_path = _saved(saved, kind, tmp_path_factory)
+    model, processor = load_model(model_path), load_processor(model_path)
+    first, second = read_train(stream_file.parent / "colour" / "train.json", stream_file.parent / "colour",
+                               "colour")[:2]
+    question, answer = first.turns
+    both = dataclasses.replace(first, images=first.images + second.images,
+                               turns=(Turn("user", question.text.replace("<image>", "<image> and <image>")), answer))
+    encoder = SampleEncoder(processor)
+    batch = collate([encoder.encode_train(both), encoder.encode_train(second)], processor.tokenizer.pad_token_id)
+    images = families.count_images(model, batch)
+    assert images == 3
+    assert families.image_owners(batch["input_ids"], images, families.image_token_id(model)).tolist() == [0, 0, 1]
+    seen: list[torch.Tensor] = []
+    hook = families.projector(model).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        assert torch.isfinite(model(**batch).loss)
+    finally:
+        hook.remove()
+    assert int(families.projector_rows(model, batch).sum()) == seen[0].shape[0]
+    assert families.pooled_image_features(model, batch).shape[0] == 3
+    if kind == "llava_onevision":  # a sample's images go to the processor as that sample's: not tiled, one row each
+        assert batch["batch_num_images"].tolist() == [2, 1]
+        assert families.projector_rows(model, batch).tolist()[:2] == [1, 1]
 
 
 @pytest.mark.parametrize("kind", list(TINY_FAMILIES))

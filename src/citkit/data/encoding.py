@@ -94,7 +94,9 @@ class SampleEncoder:
         if not images:
             out = self.tokenizer([text], add_special_tokens=False)
             return Encoded("", list(out["input_ids"][0]), None, None)
-        out = self.processor(text=[text], images=images, return_tensors="pt", add_special_tokens=False)
+        # one list of images per text: processors batch that way, and LLaVA-OneVision reads it to treat a
+        # sample of several images as multi-image (not tiled), as it was trained; a flat list would tile each
+        out = self.processor(text=[text], images=[images], return_tensors="pt", add_special_tokens=False)
         input_ids = out["input_ids"][0].tolist()
         encoded = Encoded("", input_ids, None, out.get("pixel_values"))
         for key, value in out.items():

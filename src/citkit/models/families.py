@@ -108,11 +108,16 @@ def _one_row(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 
 
 def _anyres_rows(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """Tiles per image from its size. LLaVA-OneVision tiles only the images of single-image samples:
+    with `batch_num_images` (images per sample), an image of a sample holding several is one row."""
     from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
     config = core_model(model).config
+    sizes = batch["image_sizes"].tolist()
+    per_sample = batch.get("batch_num_images")
+    is_tiled = [True] * len(sizes) if per_sample is None else [n == 1 for n in per_sample.tolist() for _ in range(n)]
     return torch.tensor([image_size_to_num_patches(size, config.image_grid_pinpoints, config.vision_config.image_size)
-                         for size in batch["image_sizes"].tolist()], dtype=torch.long)
+                         if tiled else 1 for size, tiled in zip(sizes, is_tiled, strict=True)], dtype=torch.long)
 
 
 def _grid_rows(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -313,7 +318,8 @@ def mean_instruction_embedding(model: nn.Module, batch: dict[str, Tensor], keep:
 _LLAVA_PARTS = dict(language_model="model.language_model", projector="model.multi_modal_projector",
                     vision_tower="model.vision_tower")
 _QWEN_PARTS = dict(language_model="model.language_model", projector="model.visual.merger", vision_tower="model.visual",
-                   image_features=_patch_mean, projector_rows=_grid_rows, batch_keys=("image_grid_thw",),
+                   image_features=_patch_mean, projector_rows=_grid_rows,
+                   batch_keys=("image_grid_thw", "mm_token_type_ids"),  # M-RoPE needs the token types
                    pixel_images="grid")
 _IDEFICS_PARTS = dict(language_model="model.text_model", projector="model.connector", vision_tower="model.vision_model",
                       image_features=_per_sample_slots, batch_keys=("pixel_attention_mask",), pixel_images="slots")
@@ -323,7 +329,8 @@ for _family in (
     Family("llava_next", "LlavaNextForConditionalGeneration", "LlavaNextProcessor", image_features=_anyres_overview,
            projector_rows=_anyres_rows, batch_keys=("image_sizes",), **_LLAVA_PARTS),
     Family("llava_onevision", "LlavaOnevisionForConditionalGeneration", "LlavaOnevisionProcessor",
-           image_features=_anyres_overview, projector_rows=_anyres_rows, batch_keys=("image_sizes",), **_LLAVA_PARTS),
+           image_features=_anyres_overview, projector_rows=_anyres_rows, batch_keys=("image_sizes", "batch_num_images"),
+           **_LLAVA_PARTS),
     Family("qwen2_vl", "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", **_QWEN_PARTS),
     Family("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor", **_QWEN_PARTS),
     Family("qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", **_QWEN_PARTS),
