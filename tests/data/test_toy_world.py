@@ -1,4 +1,5 @@
-"""The toy world: deterministic from its seed, exported in LLaVA format, read back by the same reader."""
+"""The first toy world (format shift, variant 'distinct'): deterministic from its seed, exported in LLaVA
+format, read back by the same reader. The second world's tests are in test_domain_world.py."""
 
 import numpy as np
 
@@ -9,16 +10,16 @@ from citkit.data.toy.world import ToyWorldConfig, draw, export
 
 
 def test_same_seed_same_world_other_seed_other_world() -> None:
-    a = draw(ToyWorldConfig(seed=1), 0, "train", 20)
-    b = draw(ToyWorldConfig(seed=1), 0, "train", 20)
-    c = draw(ToyWorldConfig(seed=2), 0, "train", 20)
+    a = draw(ToyWorldConfig("distinct", seed=1), 0, "train", 20)
+    b = draw(ToyWorldConfig("distinct", seed=1), 0, "train", 20)
+    c = draw(ToyWorldConfig("distinct", seed=2), 0, "train", 20)
     assert [(q, x) for _, q, x in a] == [(q, x) for _, q, x in b]
     assert np.array_equal(render(a[0][0]), render(b[0][0]))
     assert [x for _, _, x in a] != [x for _, _, x in c]
 
 
 def test_tasks_answer_in_different_kinds() -> None:
-    config = ToyWorldConfig(train_per_task=50)
+    config = ToyWorldConfig("distinct", train_per_task=50)
     answers = {spec.name: {a for _, _, a in draw(config, i, "train", 50)} for i, spec in enumerate(CONTINUAL_TASKS)}
     assert len(CONTINUAL_TASKS) >= 6
     assert answers["colour"] <= {"red", "green", "blue", "yellow", "purple"}
@@ -30,7 +31,7 @@ def test_tasks_answer_in_different_kinds() -> None:
 
 
 def test_export_and_read_back(tmp_path) -> None:
-    stream_file = export(ToyWorldConfig(train_per_task=5, test_per_task=3), tmp_path)
+    stream_file = export(ToyWorldConfig("distinct", train_per_task=5, test_per_task=3), tmp_path)
     stream = load_stream(StreamConfig(name=str(stream_file)), tmp_path / "cache")
     assert stream.task_names == [spec.name for spec in CONTINUAL_TASKS]
     task = stream.tasks[0]

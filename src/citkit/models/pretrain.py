@@ -1,10 +1,13 @@
 """Build and pretrain the tiny base model on the toy world's base mixture, then check its quality.
 
-Continual tuning should start from a model that sees the world (what is in each cell, how many
-objects, whether one is present, and every answer word as an output) but has never seen the
-continual tasks' instructions. The recipe is a full fine-tune of a freshly initialised tiny LLaVA
-with the same engine every method uses. The result must score at least `quality_gate` on the base
-mixture's own test sets, or the build fails and nothing is saved.
+Continual tuning should start from an instruction follower that reads every domain of the world (what
+is in a cell, how tall a bar is, which digits are written, which hour a clock shows, ...) under
+paraphrased instructions and can emit any token (it repeats arbitrary text), but has never seen the
+continual tasks' instructions. The recipe: a supervised warm-up of the vision tower, then a full
+fine-tune of the freshly initialised tiny LLaVA on the base mixture with the same engine every method
+uses. The result must score at least `quality_gate` on the base mixture's own test sets, or the build
+fails and nothing is saved. `world="format-shift"` builds the first tiny model's kind instead (word-level
+tokenizer, the first world's base mixture, shape scenes only).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from citkit.data.encoding import SampleEncoder
 from citkit.data.llava_format import read_test, read_train
 from citkit.data.samples import Task
 from citkit.data.streams import read_stream_file
+from citkit.data.toy.domains import DOMAINS
 from citkit.data.toy.world import ToyWorldConfig, export
 from citkit.engine.config import TrainConfig
 from citkit.engine.engine import Engine
@@ -39,6 +43,7 @@ from citkit.models.tiny import (
     parameter_count,
     toy_vocabulary,
 )
+from citkit.models.tiny_tokenizer import train_byte_tokenizer, world_corpus
 from citkit.models.vision_warmup import warm_up_vision
 
 logger = get_logger(__name__)
@@ -49,6 +54,10 @@ class PretrainConfig:
     """Recipe of the tiny base model."""
 
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    world: str = field(default="domains", metadata={"help": (
+        "'domains': byte-level tokenizer, the second world's base mixture over six domains; 'format-shift': "
+        "word-level tokenizer and the first world's base mixture (shape scenes), as the first tiny model.")})
+    vocab_size: int = field(default=768, metadata={"help": "Byte-level BPE vocabulary size ('domains' only)."})
     train_per_task: int = field(default=3000, metadata={"help": "Training samples per base task."})
     test_per_task: int = field(default=200, metadata={"help": "Test samples per base task (quality gate)."})
     vision_steps: int = field(default=400, metadata={"help": "Steps of the supervised vision warm-up (stage 1)."})
@@ -57,6 +66,14 @@ class PretrainConfig:
     lr: float = field(default=1.5e-3, metadata={"help": "Peak learning rate (cosine schedule)."})
     seed: int = field(default=0, metadata={"help": "Seed of the initialisation, the data and the order."})
     quality_gate: float = field(default=90.0, metadata={"help": "Minimum mean score on the base tasks."})
+
+    def __post_init__(self) -> None:
+        if self.world not in WORLDS:
+            raise CitkitError(f"pretrain world {self.world!r} is unknown; use one of {', '.join(WORLDS)}")
+
+
+# world -> (base mixture variant, vision warm-up domains)
+WORLDS = {"domains": ("domains-base", DOMAINS), "format-shift": ("base", ("shapes",))}
 
 
 class QualityGateError(CitkitError):
@@ -68,15 +85,19 @@ def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool
     output_dir = Path(output_dir)
     torch.use_deterministic_algorithms(True)
     set_seed(config.seed)
-    tokenizer = build_tokenizer(toy_vocabulary())
+    variant, domains = WORLDS[config.world]
+    if config.world == "domains":
+        tokenizer = train_byte_tokenizer(world_corpus(config.seed), config.vocab_size)
+    else:
+        tokenizer = build_tokenizer(toy_vocabulary())
     processor = build_processor(tokenizer)
     model = build_model(config.model, tokenizer)
     vision_accuracy = warm_up_vision(model.model.vision_tower, config.model.vision_hidden, config.vision_steps,
-                                     batch_size=64, lr=3e-3, seed=config.seed)
+                                     batch_size=64, lr=3e-3, seed=config.seed, domains=domains)
     with tempfile.TemporaryDirectory(prefix="citkit-base-") as tmp:
-        stream_file = export(ToyWorldConfig("base", config.train_per_task, config.test_per_task, config.seed), tmp)
+        stream_file = export(ToyWorldConfig(variant, config.train_per_task, config.test_per_task, config.seed), tmp)
         spec = read_stream_file(stream_file)
-        cache = EncodingCache(SampleEncoder(processor))
+        cache = EncodingCache(SampleEncoder(processor), max_items=None)  # every base sample is revisited
         tasks = [TaskData(Task(e["name"], read_train(Path(tmp) / e["train"], Path(tmp) / e["image_root"], e["name"]),
                                read_test(Path(tmp) / e["test"], Path(tmp) / e["image_root"], e["name"]),
                                e["scorer"], int(e["max_new_tokens"])), i, cache)
@@ -89,8 +110,10 @@ def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool
         model, result = engine.fit_task(model, method, mixture, seed=config.seed)
         scores = {t.name: evaluate_task(model, t, EvalConfig(batch_size=128)).score for t in tasks}
     mean = sum(scores.values()) / len(scores)
-    quality = {"scores": scores, "vision_cell_accuracy": 100 * vision_accuracy, "mean": mean, "quality_gate": config.quality_gate, "steps": result.steps,
-               "train_seconds": result.seconds, "parameters": parameter_count(model), "recipe": asdict(config)}
+    quality = {"scores": scores, "vision_accuracy": {k: 100 * v for k, v in vision_accuracy.items()}, "mean": mean,
+               "quality_gate": config.quality_gate, "steps": result.steps, "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "train_seconds": result.seconds,
+               "parameters": parameter_count(model), "recipe": asdict(config)}
     if mean < config.quality_gate:
         raise QualityGateError(f"tiny base model scored {mean:.1f} on its base tasks ({scores}), below the quality "
                                f"gate {config.quality_gate}; nothing was saved. Try more steps or another seed.")

@@ -7,6 +7,7 @@ default exercises the real data path end to end.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -14,15 +15,20 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from citkit.data.toy.domain_tasks import DOMAIN_BASE_TASKS, DOMAIN_TASKS, SHARED_DOMAIN_TASKS
 from citkit.data.toy.scenes import BACKGROUNDS, render
 from citkit.data.toy.tasks import BASE_TASKS, CONTINUAL_TASKS, SHARED_INSTRUCTION_TASKS, TaskSpec
 from citkit.errors import ConfigError
 from citkit.io import atomic_write, read_json, write_json, write_text
 
-Variant = Literal["distinct", "shared-instruction", "base"]
+Variant = Literal["domains", "domains-shared", "domains-base", "distinct", "shared-instruction", "base"]
+VARIANTS: dict[str, tuple[TaskSpec, ...]] = {
+    "domains": DOMAIN_TASKS, "domains-shared": SHARED_DOMAIN_TASKS, "domains-base": DOMAIN_BASE_TASKS,
+    "distinct": CONTINUAL_TASKS, "shared-instruction": SHARED_INSTRUCTION_TASKS, "base": BASE_TASKS,
+}
 SPLIT_SEEDS = {"train": 0, "test": 1}
 # Bump when a task generator or the renderer changes, so cached exports are redrawn.
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -30,25 +36,27 @@ class ToyWorldConfig:
     """How much of the toy world to draw, and from which seed."""
 
     variant: Variant = field(default="distinct", metadata={"help": (
-        "'distinct': six tasks with their own instruction wording; 'shared-instruction': every task "
-        "asks the same sentence and the task shows only in the image's background tint; 'base': the "
-        "pretraining mixture of the tiny model.")})
+        "'domains': six tasks from six visual domains (pattern, chart, clock, digit sum, colour "
+        "count, map marker), each a new skill over what the base model reads; 'domains-shared': the same six "
+        "behind one instruction, the task shows only in the image; 'domains-base': the tiny model's "
+        "pretraining mixture. The first world, a format-shift stress test on one image distribution: "
+        "'distinct' (default; six answer formats), 'shared-instruction' (the task shows only in a background tint), "
+        "'base' (the first tiny model's mixture).")})
     train_per_task: int = field(default=1000, metadata={"help": "Training samples drawn per task."})
     test_per_task: int = field(default=200, metadata={"help": "Test samples drawn per task."})
     seed: int = field(default=0, metadata={"help": "Seed of the world; the same seed gives the same files."})
 
     def __post_init__(self) -> None:
-        if self.variant not in ("distinct", "shared-instruction", "base"):
-            raise ConfigError(f"toy world variant {self.variant!r} is unknown; use 'distinct', "
-                              "'shared-instruction' or 'base'")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"toy world variant {self.variant!r} is unknown; use one of "
+                              f"{', '.join(map(repr, VARIANTS))}")
         if self.train_per_task < 1 or self.test_per_task < 1:
             raise ConfigError(f"toy world sizes must be >= 1, got train_per_task={self.train_per_task}, "
                               f"test_per_task={self.test_per_task}")
 
 
 def task_specs(variant: Variant) -> tuple[TaskSpec, ...]:
-    return {"distinct": CONTINUAL_TASKS, "shared-instruction": SHARED_INSTRUCTION_TASKS,
-            "base": BASE_TASKS}[variant]
+    return VARIANTS[variant]
 
 
 def background_for(variant: Variant, task_index: int, rng: np.random.Generator) -> int:
@@ -61,7 +69,7 @@ def background_for(variant: Variant, task_index: int, rng: np.random.Generator) 
 
 
 def draw(config: ToyWorldConfig, task_index: int, split: str, count: int) -> list[tuple[object, str, str]]:
-    """Draw `count` (scene, question, answer) triples of one task and split, deterministically."""
+    """Draw `count` (scene or image, question, answer) triples of one task and split, deterministically."""
     spec = task_specs(config.variant)[task_index]
     rng = np.random.default_rng([config.seed, task_index, SPLIT_SEEDS[split]])
     return [spec.generate(rng, background_for(config.variant, task_index, rng)) for _ in range(count)]
@@ -88,7 +96,7 @@ def export(config: ToyWorldConfig, directory: str | Path) -> Path:
             records = []
             for i, (scene, question, answer) in enumerate(draw(config, index, split, count)):
                 rel = f"images/{split}_{i:05d}.png"
-                image = Image.fromarray(render(scene))
+                image = Image.fromarray(scene if isinstance(scene, np.ndarray) else render(scene))
                 atomic_write(task_dir / rel, lambda p, im=image: im.save(p, format="PNG"))
                 sample_id = f"{spec.name}-{split}-{i:05d}"
                 if split == "train":
@@ -102,7 +110,7 @@ def export(config: ToyWorldConfig, directory: str | Path) -> Path:
         lines += [f"  - name: {spec.name}", f"    train: {spec.name}/train.json",
                   f"    test: {spec.name}/test.json", f"    image_root: {spec.name}",
                   f"    scorer: {spec.scorer}", f"    max_new_tokens: {spec.max_new_tokens}",
-                  f"    description: {spec.description}"]
+                  f"    description: {json.dumps(spec.description)}"]  # JSON strings are YAML
     write_text(stream_file, "\n".join(lines) + "\n")
     write_json(marker, wanted)
     return stream_file
