@@ -78,7 +78,11 @@ def build_client_app(worker_for: Callable[[Context], ClientWorker]) -> ClientApp
         if "method" in content:
             server_info |= from_record(content["method"])
         worker = worker_for(context)
-        client = int(context.node_config["partition-id"])
+        # The server assigns partitions (it samples among clients holding data); a node's own
+        # `--node-config partition-id=...` is the fallback.
+        client = int(config.get("partition-id", context.node_config.get("partition-id", -1)))
+        if client < 0:
+            raise ValueError("the message names no partition-id and the node has none in its node config")
         result = worker.train(client, stage, round_index, state, read_client_state(context, stage), server_info,
                               float(config.get("proximal-mu", 0.0)))
         write_client_state(context, stage, result.method_state)

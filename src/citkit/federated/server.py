@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from accelerate.logging import get_logger
-from flwr.app import ConfigRecord, Message
+from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from torch import Tensor
 
@@ -117,13 +117,18 @@ class FederatedServer:
         server_round = stage * self.fed.rounds_per_stage + round_index + 1
         messages = list(strategy.configure_train(server_round, to_record(changeable), config,
                                                  NodeSubset(grid, nodes)))
-        if frozen:
-            messages[0].content["frozen"] = to_record(frozen)  # one RecordDict shared by every message
-        if self.coordinator is not None:
+        shared = messages[0].content if messages else None  # a Flower strategy sends one RecordDict to all
+        if shared is not None and frozen:
+            shared["frozen"] = to_record(frozen)
+        if shared is not None and self.coordinator is not None:
             records = self.coordinator.round_records(stage, round_index)
             if records:
-                messages[0].content["method"] = to_record(records)
-        down = sum(record_bytes(r) for r in messages[0].content.array_records.values()) if messages else 0
+                shared["method"] = to_record(records)
+        down = sum(record_bytes(r) for r in shared.array_records.values()) if shared is not None else 0
+        for message in messages:  # the server says which data partition each sampled node trains
+            config_for_node = ConfigRecord(dict(shared["config"].items()))
+            config_for_node["partition-id"] = partition[message.metadata.dst_node_id]
+            message.content = RecordDict({**dict(shared.items()), "config": config_for_node})
         # Replies in node order, so the aggregation's sums do not depend on the strategy's sampling order.
         replies = sorted(grid.send_and_receive(messages), key=lambda r: r.metadata.src_node_id)
         good = [r for r in replies if not r.has_error()]
