@@ -59,6 +59,7 @@ def run(config: FedRunConfig, stop_after: int | None = None,
                               | {"model": str(federation.model_path), "flwr": _flwr_version(),
                                  "backend": "in-process", "torch_threads": torch.get_num_threads()})
     client_worker = ClientWorker(federation, accelerator=server_worker.engine.accelerator)
+    client_worker.build()  # the clients' model, loaded once before the first round
     client_app: ClientCallable = build_client_app(lambda context: client_worker)
     if wrap_client is not None:
         client_app = wrap_client(client_app)

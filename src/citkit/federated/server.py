@@ -106,6 +106,7 @@ class FederatedServer:
     def _round(self, grid: Grid, strategy: Any, stage: int, round_index: int, keys: list[str]) -> int:
         from citkit.federated.grid import NodeSubset
 
+        start = time.perf_counter()
         nodes = self._sample(grid, stage, round_index)
         partition = {n: i for i, n in enumerate(sorted(grid.get_node_ids()))}
         config = ConfigRecord({"stage": stage, "round": round_index})
@@ -151,7 +152,8 @@ class FederatedServer:
             "failed": [{"client": partition[n], "reason": reason} for n, reason in failed],
             "bytes_down": down * len(nodes), "bytes_up": up, "bytes_whole_state": whole,
             "train_loss": None if metrics is None else float(metrics.get("train-loss", float("nan"))),
-            "assignment": self.coordinator.last_assignment() if self.coordinator is not None else None})
+            "assignment": self.coordinator.last_assignment() if self.coordinator is not None else None,
+            "seconds": time.perf_counter() - start})
         self.run_dir.write_rounds(self.rounds)
         return sum(int(r.content["metrics"]["steps"]) for r in good)
 

@@ -1,0 +1,93 @@
+"""The README's federated table on the built-in toy stream: FCIT settings x methods, one process, one thread.
+
+    python bench/fed_toy_table.py [--runs-dir runs/fed-toy] [--only NAME,...]
+
+Runs (or reuses: a finished run directory is read back) every row below with `citkit.federated.run`, then
+prints one markdown table: Last (MFN) and Avg (MAA) over the units, FCIT's Last/Avg over the units met
+so far (they differ from MFN/MAA only in the heterogeneous setting), BWT, bytes sent and received, and
+the clients' training seconds (summed over the stages, from the run directory). The centralised Joint upper bound is a plain `citkit.run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from citkit.config import from_dict
+from citkit.federated import FedRunConfig
+from citkit.federated import run as fed_run
+from citkit.io import read_json
+from citkit.run_config import build_run_config
+from citkit.runner import run as central_run
+
+# name -> (method, federated settings); defaults: 10 clients, 3 per round, 3 rounds per stage, 1 local epoch
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "task-homo-b1-lora-ft": ("lora-ft", {}),
+    "task-homo-b1-ewc": ("ewc", {}),
+    "task-homo-b1-o-lora": ("o-lora", {}),
+    "task-homo-b1-moelora": ("moelora", {}),
+    "task-homo-b1-disco": ("disco", {}),
+    "task-hetero-b1-lora-ft": ("lora-ft", {"setting": "heterogeneous"}),
+    "task-hetero-b1-o-lora": ("o-lora", {"setting": "heterogeneous"}),
+    "task-hetero-b1-disco": ("disco", {"setting": "heterogeneous"}),
+    "capability-homo-b1-lora-ft": ("lora-ft", {"scenario": "capability"}),
+    "capability-homo-b1-disco": ("disco", {"scenario": "capability", "method": {"num_subspaces": 4}}),
+    "task-homo-b0.5-lora-ft": ("lora-ft", {"beta": 0.5}),
+    "task-homo-b0.5-disco": ("disco", {"beta": 0.5}),
+    "task-homo-b5-lora-ft": ("lora-ft", {"beta": 5.0}),
+    "task-homo-b5-disco": ("disco", {"beta": 5.0}),
+}
+
+
+def federated_row(runs: Path, name: str, method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    settings = dict(settings)
+    options = settings.pop("method", {})
+    config = from_dict(FedRunConfig, {"run": {"method": method, "method_options": options, "runs_dir": str(runs),
+                                              "name": name, "train": {"progress": False}},
+                                      "federated": settings})
+    start = time.perf_counter()
+    result = fed_run(config)
+    wall = time.perf_counter() - start
+    return {"name": name, **result.metrics, "wall": wall, "stages": read_json(result.run_dir / "tasks.json")}
+
+
+def joint_row(runs: Path) -> dict[str, Any]:
+    config = build_run_config({"method": "joint", "runs_dir": str(runs), "name": "central-joint",
+                               "train": {"progress": False}})
+    start = time.perf_counter()
+    result = central_run(config)
+    return {"name": "central-joint (upper bound)", **result.metrics.as_dict(), "fcit_last": result.metrics.mfn,
+            "fcit_avg": result.metrics.maa, "bytes_down": 0, "bytes_up": 0, "wall": time.perf_counter() - start,
+            "stages": read_json(result.run_dir / "tasks.json")}
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs-dir", default="runs/fed-toy")
+    parser.add_argument("--only", default="", help="comma-separated row names (default: all, and Joint)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    runs = Path(args.runs_dir)
+    only = [n for n in args.only.split(",") if n]
+    rows = [federated_row(runs, name, *ROWS[name]) for name in ROWS if not only or name in only]
+    if not only or "joint" in only:
+        rows.append(joint_row(runs))
+    print("| run | Last (MFN) | Avg (MAA) | FCIT Last | FCIT Avg | BWT | MB sent / received | client train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        seconds = sum(s["train_seconds"] for s in r["stages"])
+        print(f"| {r['name']} | {fmt(r['mfn'])} | {fmt(r['maa'])} | {fmt(r['fcit_last'])} | {fmt(r['fcit_avg'])} | "
+              f"{fmt(r['bwt'])} | {r['bytes_down'] / 1e6:.1f} / {r['bytes_up'] / 1e6:.1f} | "
+              f"{seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
