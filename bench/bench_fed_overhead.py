@@ -66,7 +66,8 @@ def main() -> None:
     listed = lambda values: ", ".join(f"{s:.2f}" for s in values)  # noqa: E731
     print(f"in-process Flower runner: {per_flower:.3f} s per round (rounds: {listed(flower)})")
     print(f"engine called directly:   {per_direct:.3f} s per round (rounds: {listed(direct)})")
-    print(f"ratio {per_flower / per_direct:.3f} (goal <= 1.2); largest difference of the global models {difference:.2e}")
+    print(f"ratio {per_flower / per_direct:.3f} (goal <= 1.2); largest difference of the global models "
+          f"{difference:.2e}")
 
 
 if __name__ == "__main__":

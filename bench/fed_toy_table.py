@@ -5,7 +5,8 @@
 Runs (or reuses: a finished run directory is read back) every row below with `citkit.federated.run`, then
 prints one markdown table: Last (MFN) and Avg (MAA) over the units, FCIT's Last/Avg over the units met
 so far (they differ from MFN/MAA only in the heterogeneous setting), BWT, bytes sent and received, and
-the clients' training seconds (summed over the stages, from the run directory). The centralised Joint upper bound is a plain `citkit.run`.
+the clients' training seconds (summed over the stages, from the run directory). The centralised Joint
+upper bound is a plain `citkit.run`.
 """
 
 from __future__ import annotations
