@@ -133,11 +133,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data_export(args: argparse.Namespace) -> int:
-    from citkit.data.toy.world import ToyWorldConfig, export
+    from citkit.data.toy.world import TOY_STREAMS, ToyWorldConfig, export
 
-    variant = {"toy": "distinct", "toy-shared": "shared-instruction", "toy-base": "base"}.get(args.stream)
+    variant = TOY_STREAMS.get(args.stream)
     if variant is None:
-        raise CitkitError(f"only the toy streams can be exported (toy, toy-shared, toy-base), not {args.stream!r}")
+        raise CitkitError(f"only the toy streams can be exported ({', '.join(TOY_STREAMS)}), not {args.stream!r}")
     path = export(ToyWorldConfig(variant, args.train_per_task, args.test_per_task, args.seed), args.out)
     print(f"wrote {path}")
     return 0
@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="export the toy world; check data files and streams").add_subparsers(
         dest="data_command", required=True)
     p = data.add_parser("export", help="write a toy stream as LLaVA-format JSON + PNG files")
-    p.add_argument("--stream", default="toy", help="toy, toy-shared or toy-base")
+    p.add_argument("--stream", default="toy", help="a built-in toy stream: toy, toy-shared, toy-base (the tiny "
+                   "model's pretraining mixture), toy-format, toy-format-shared, toy-format-base (the first world)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-per-task", type=int, default=1000)

@@ -43,10 +43,10 @@ import yaml
 
 from citkit.data.llava_format import check_file, read_test, read_train
 from citkit.data.samples import Sample, Stream, Task, TestPart
-from citkit.data.toy.world import ToyWorldConfig, export
+from citkit.data.toy.world import TOY_STREAMS, ToyWorldConfig, export
 from citkit.errors import ConfigError, DataFormatError, UnknownNameError
 
-BUILTIN_TOY = {"toy": "distinct", "toy-shared": "shared-instruction"}
+BUILTIN_TOY = {name: variant for name, variant in TOY_STREAMS.items() if not name.endswith("-base")}
 TASK_KEYS = {"name", "train", "test", "image_root", "scorer", "max_new_tokens", "description", "train_image_root",
              "test_image_root"}
 PART_KEYS = {"file", "image_root", "scorer", "name"}

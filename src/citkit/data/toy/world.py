@@ -26,6 +26,10 @@ VARIANTS: dict[str, tuple[TaskSpec, ...]] = {
     "domains": DOMAIN_TASKS, "domains-shared": SHARED_DOMAIN_TASKS, "domains-base": DOMAIN_BASE_TASKS,
     "distinct": CONTINUAL_TASKS, "shared-instruction": SHARED_INSTRUCTION_TASKS, "base": BASE_TASKS,
 }
+# Built-in stream names and the variant each exports; the *-base ones are pretraining mixtures (export only).
+TOY_STREAMS = {"toy": "distinct", "toy-shared": "shared-instruction", "toy-base": "base",
+               "toy-format": "distinct", "toy-format-shared": "shared-instruction", "toy-format-base": "base",
+               "toy-domains": "domains", "toy-domains-shared": "domains-shared", "toy-domains-base": "domains-base"}
 SPLIT_SEEDS = {"train": 0, "test": 1}
 # Bump when a task generator or the renderer changes, so cached exports are redrawn.
 WORLD_VERSION = 4
