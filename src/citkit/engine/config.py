@@ -24,8 +24,12 @@ class TrainConfig:
         "(papers: per-device batch 4 x accumulation 2 on 8 GPUs = global batch 64).")})
     lr: float = field(default=2e-3, metadata={"help": "Peak learning rate (papers: 2e-4 for LoRA on 7B models)."})
     projector_lr: float | None = field(default=None, metadata={"help": (
-        "Learning rate of the vision-language projector when a method trains it (adapter.train_projector, "
-        "EProj); None: the same as lr (papers: 2e-5 projector with 2e-4 LoRA; HiDe-LLaVA's code: 0.1 x lr).")})
+        "Learning rate of the vision-language projector when a method trains it (adapter.train_projector with "
+        "any LoRA method, O-LoRA, MoELoRA or HiDe-LLaVA; EProj's projector experts); None: the same as lr "
+        "(papers: 2e-5 projector with 2e-4 LoRA). The projector's schedule has the same shape as lr's.")})
+    projector_lr_scale: float | None = field(default=None, metadata={"help": (
+        "The projector's learning rate as a multiple of lr, instead of projector_lr (HiDe-LLaVA's code: 0.1, i.e. "
+        "2e-5 with 2e-4). None: use projector_lr. Setting both is refused.")})
     lr_schedule: str = field(default="cosine", metadata={"help": (
         "Any transformers scheduler name: cosine, linear, constant, ...")})
     warmup_ratio: float = field(default=0.03, metadata={"help": "Fraction of a task's steps spent warming up."})
@@ -56,12 +60,24 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if self.lr <= 0 or (self.projector_lr is not None and self.projector_lr <= 0):
             raise ConfigError(f"train.lr and train.projector_lr must be > 0, got {self.lr}, {self.projector_lr}")
+        if self.projector_lr_scale is not None and self.projector_lr_scale <= 0:
+            raise ConfigError(f"train.projector_lr_scale must be > 0, got {self.projector_lr_scale}")
+        if self.projector_lr is not None and self.projector_lr_scale is not None:
+            raise ConfigError(f"train.projector_lr ({self.projector_lr}) and train.projector_lr_scale "
+                              f"({self.projector_lr_scale}) are both set; keep one")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"train.mixed_precision {self.mixed_precision!r}: use 'no', 'bf16' or 'fp16'")
         if self.num_workers < 0:
             raise ConfigError(f"train.num_workers must be >= 0, got {self.num_workers}")
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be >= 1, got {self.log_every}")
+
+    @property
+    def projector_rate(self) -> float | None:
+        """The projector's own peak learning rate, or None when it trains at lr."""
+        if self.projector_lr_scale is not None:
+            return self.projector_lr_scale * self.lr
+        return self.projector_lr
 
     @property
     def trackers(self) -> list[str]:

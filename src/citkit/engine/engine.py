@@ -247,15 +247,20 @@ def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def parameter_groups(model: nn.Module, named: list[tuple[str, nn.Parameter]],
                      config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: the projector's parameters at `projector_lr`, everything else at `lr`."""
-    if config.projector_lr is None:
+    """AdamW groups: the projector's parameters at `projector_lr` (or `projector_lr_scale` x lr), everything
+    else at `lr`. Setting a projector rate while nothing trains the projector is warned about."""
+    rate = config.projector_rate
+    if rate is None:
         return [{"params": [p for _, p in named]}]
     projector_ids = {id(p) for p in projector_parameters(model)}
     projector = [p for _, p in named if id(p) in projector_ids]
     rest = [p for _, p in named if id(p) not in projector_ids]
     groups = [{"params": rest}] if rest else []
     if projector:
-        groups.append({"params": projector, "lr": config.projector_lr})
+        groups.append({"params": projector, "lr": rate})
+    else:
+        logger.warning("train.projector_lr / projector_lr_scale is set but the projector does not train here; set "
+                       "adapter.train_projector=true (EProj always trains its projector experts)")
     return groups
 
 
