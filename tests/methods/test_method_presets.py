@@ -31,3 +31,10 @@ def read_as_written(written: dict, resolved: dict) -> None:
             read_as_written(value, resolved[key])
         else:
             assert resolved[key] == value, key
+
+
+def test_hide_llava_preset_trains_the_projector_at_a_tenth_of_the_lora_lr() -> None:
+    """The authors' code: mm_projector_lr 2e-5 with learning_rate 2e-4, whatever lr the user picks."""
+    data = load_config_file(next(p for p in PRESETS if p.stem == "hide-llava"))
+    config = build_run_config(data, ["train.lr=3e-4"])
+    assert config.adapter.train_projector and config.train.projector_rate == pytest.approx(3e-5)

@@ -125,8 +125,10 @@ def set_mode(layers: list[HiDeLinear], mode: str, experts: int, fusion: str) -> 
             layer.materialise(experts, fusion)
 
 
-def restore(run_dir: Path, device: torch.device) -> tuple[HiDeLLaVA, torch.nn.Module, list[TaskData], int]:
-    """The run's model after its last finished task, with an oracle-routing HiDe-LLaVA over its experts."""
+def restore(run_dir: Path, device: torch.device,
+            oracle: bool = True) -> tuple[HiDeLLaVA, torch.nn.Module, list[TaskData], int]:
+    """The run's model after its last finished task, with a HiDe-LLaVA (oracle-routing unless `oracle` is
+    False) over its experts."""
     from citkit.run_config import build_run_config
 
     if not (run_dir / "config.json").is_file() or not (run_dir / "matrix.json").is_file():
@@ -145,7 +147,7 @@ def restore(run_dir: Path, device: torch.device) -> tuple[HiDeLLaVA, torch.nn.Mo
     cache = EncodingCache(SampleEncoder(load_processor(model_path, config.model.trust_remote_code)))
     tasks = [TaskData(task, i, cache) for i, task in enumerate(stream.tasks)][:done]
     model = load_model(model_path, config.model.dtype, config.model.trust_remote_code).requires_grad_(False)
-    method = HiDeLLaVA(replace(config.method_config(), oracle_routing=True), config.adapter)
+    method = HiDeLLaVA(replace(config.method_config(), oracle_routing=oracle), config.adapter)
     method.remember_base(model)
     model = method.resume(method.attach(model), [t.name for t in tasks])
     trainable, tensors, extra = RunDirectory(run_dir).load_checkpoint(done - 1)
