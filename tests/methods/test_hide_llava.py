@@ -361,3 +361,24 @@ def test_a_run_reports_routing_per_row(tmp_path: Path, small_stream_file: Path) 
     report = (result.run_dir / "report.md").read_text()
     cell = log[1]["inference"]["routing"][second]
     assert "## Routing" in report and f"{cell['argmax']:.1f} / {cell['weight']:.1f}" in report
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_center_features_and_image_weight_compute_the_documented_score(tiny_model_path: Path, world,
+                                                                       center: bool) -> None:  # type: ignore[no-untyped-def]
+    """r_c = w cos(img - m_img, imgAnchor_c - m_img) + (1 - w) cos(txt - m_txt, txtAnchor_c - m_txt), m the mean
+    of the trained tasks' anchors when centring (0 otherwise); weights softmax(r / T)."""
+    tasks, cache, _ = world
+    method, model = fresh(tiny_model_path, HiDeConfig(center_features=center, image_weight=0.3, temperature=0.2))
+    learn_anchors(method, model, tasks[:3])
+    batch = collate([cache.prompt(s) for s in tasks[2].test[:3]], cache.pad_id, "left")
+    image, text, has_image = method._sample_features(batch, model)
+    assert has_image.all()
+
+    def cosines(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        m = anchors.mean(0) if center else torch.zeros(anchors.shape[1])
+        x, anchors = x - m, anchors - m
+        return (x @ anchors.T) / (x.norm(dim=1, keepdim=True) * anchors.norm(dim=1))
+
+    r = 0.3 * cosines(image, torch.stack(method.image_anchors)) + 0.7 * cosines(text, torch.stack(method.text_anchors))
+    assert torch.allclose(method.routing_weights(batch, model), torch.softmax(r / 0.2, dim=1), atol=1e-5)
