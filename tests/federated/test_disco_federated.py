@@ -50,8 +50,9 @@ def test_federated_slots_same_instructions_share_different_split_and_others_unto
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text(f"stages:\n  - [{names[0]}, {names[1]}]\n  - [{names[0]}, {names[1]}]\n")
     config = small_config(tmp_path, method="disco", tasks=99, name="disco-slots",
-                          federated={"num_clients": 4, "clients_per_round": 4, "rounds_per_stage": 2, "local_epochs": 1.0,
-                                     "setting": "heterogeneous", "schedule_file": str(schedule)})
+                          federated={"num_clients": 4, "clients_per_round": 4, "rounds_per_stage": 2,
+                                     "local_epochs": 1.0, "setting": "heterogeneous",
+                                     "schedule_file": str(schedule)})
     config = type(config)(run=type(config.run)(**{**config.run.__dict__,
                                                   "stream": type(config.run.stream)(**{**config.run.stream.__dict__,
                                                                                        "tasks": tuple(names)})}),
