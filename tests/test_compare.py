@@ -5,6 +5,7 @@ import csv
 import pytest
 
 from citkit.compare import compare, parse_method_entry
+from citkit.data.streams import stream_title
 from citkit.errors import CitkitError, ConfigError
 from citkit.run_config import build_run_config
 
@@ -21,7 +22,8 @@ def test_compare_table_and_reuse(tmp_path, small_stream_file, tiny_model_path) -
     assert rows[0]["trainable params"] == "0" and int(rows[1]["trainable params"]) > 0
     assert float(rows[1]["stored params"]) >= float(rows[1]["trainable params"])
     assert (folder / "compare.png").stat().st_size > 0 and "| lora-ft |" in (folder / "compare.md").read_text()
-    checkpoint = tmp_path / f"{small_stream_file.stem}-lora-ft-seed1" / "checkpoints" / "task_2" / "adapter.safetensors"
+    title = stream_title(str(small_stream_file))
+    checkpoint = tmp_path / f"{title}-lora-ft-seed1" / "checkpoints" / "task_2" / "adapter.safetensors"
     stamp = checkpoint.stat().st_mtime_ns
     compare(config, ["lora-ft"])
     assert checkpoint.stat().st_mtime_ns == stamp  # reused, not retrained
@@ -54,3 +56,23 @@ def test_bad_entries_fail_before_anything_runs(tmp_path, entry, message) -> None
 def test_an_entry_listed_twice_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="twice"):
         compare(build_run_config({}, [], runs_dir=str(tmp_path)), ["lora-ft", "lora-ft"])
+
+
+def test_seed_means_are_the_mean_and_sd_of_each_seed_table(tmp_path, small_stream_file, tiny_model_path) -> None:
+    from statistics import fmean, stdev
+
+    from citkit.compare import compare_seeds
+
+    overrides = [f"stream.name={small_stream_file}", "stream.tasks=[colour, shape]", "train.max_steps=3",
+                 "train.batch_size=8", "train.progress=false", "stream.test_limit=6"]
+    config = build_run_config({}, overrides, runs_dir=str(tmp_path))
+    folder = compare_seeds(config, ["lora-ft"], [0, 1])
+    mean_row = next(csv.DictReader((folder / "compare.csv").open()))
+    title = stream_title(str(small_stream_file))
+    per_seed = [next(csv.DictReader((tmp_path / f"compare-{title}-seed{s}" / "compare.csv").open())) for s in (0, 1)]
+    values = [float(r["MFT"]) for r in per_seed]
+    assert float(mean_row["MFT"]) == pytest.approx(fmean(values))
+    assert float(mean_row["MFT sd"]) == pytest.approx(stdev(values))
+    assert mean_row["seeds"] == "0 1" and "±" in (folder / "compare.md").read_text()
+    with pytest.raises(ConfigError, match="distinct"):
+        compare_seeds(config, ["lora-ft"], [1, 1])

@@ -89,9 +89,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from citkit.compare import compare
+    from citkit.compare import compare, compare_seeds
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise CitkitError(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+        folder = compare_seeds(_config_from_args(args), methods, seeds)
+        print((folder / "compare.md").read_text())
+        print(f"wrote {folder / 'compare.md'} and {folder / 'compare.csv'} (one compare folder per seed beside it)")
+        return 0
     folder = compare(_config_from_args(args), methods)
     print((folder / "compare.md").read_text())
     print(f"wrote {folder / 'compare.md'}, {folder / 'compare.csv'} and {folder / 'compare.png'}")
@@ -346,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", required=True, help=(
         "comma-separated method names, e.g. zero-shot,lora-ft,joint; a variant is METHOD:OPTION=VALUE[:...], "
         "e.g. hide-llava:layout=expand-all (its own row and run directory)"))
+    p.add_argument("--seeds", default=None, help=(
+        "comma-separated seeds, e.g. 0,1,2: run the comparison once per seed and write one table of mean ± sd "
+        "(numbers are deterministic only on one machine with one thread count; report seed means)"))
     _add_run_arguments(p)
     p.set_defaults(func=cmd_compare)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
+import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,62 @@ def compare(config: RunConfig, methods: list[str]) -> Path:
     write_tables(rows, folder)
     plot_comparison(rows, folder / "compare.png")
     return folder
+
+
+def compare_seeds(config: RunConfig, methods: list[str], seeds: list[int]) -> Path:
+    """`compare` once per seed, then one table of mean +- sd over the seeds for every numeric column.
+
+    Numbers are deterministic for one seed on one machine with one thread count and torch build; across
+    machines they are not, which is why results are reported as seed means. Returns
+    `<runs_dir>/compare-<stream>-seeds<a>-<b>-...` holding compare.md and compare.csv (mean and sd columns)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"compare: seeds must be distinct and at least one, got {seeds}")
+    tables = [read_csv_rows(compare(replace(config, seed=seed), methods) / "compare.csv") for seed in seeds]
+    stream = safe_name(stream_title(config.stream.name))
+    folder = Path(config.runs_dir) / f"compare-{stream}-seeds{'-'.join(map(str, seeds))}"
+    write_seed_tables(tables, seeds, folder)
+    return folder
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def write_seed_tables(tables: list[list[dict[str, str]]], seeds: list[int], folder: Path) -> None:
+    """Mean +- sample sd (n-1) per method and numeric column over the seeds' tables."""
+    head = list(tables[0][0])
+    markdown = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    rows_csv = []
+    for k, first in enumerate(tables[0]):
+        cells, record = [first["method"]], {"method": first["method"], "seeds": " ".join(map(str, seeds))}
+        for column in head[1:]:
+            values = [_number(t[k][column]) for t in tables]
+            if any(v is None for v in values):
+                cells.append("n/a")
+                continue
+            mean = statistics.fmean(values)  # type: ignore[arg-type]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0  # type: ignore[arg-type]
+            digits = 2 if abs(mean) < 1 else 1
+            cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
+            record[column], record[f"{column} sd"] = mean, sd
+        markdown.append("| " + " | ".join(cells) + " |")
+        rows_csv.append(record)
+    markdown.append(f"\nmean ± sd over seeds {', '.join(map(str, seeds))}")
+    write_text(folder / "compare.md", "\n".join(markdown) + "\n")
+    buffer = io.StringIO()
+    fields = ["method", "seeds"] + [name for column in head[1:] for name in (column, f"{column} sd")]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows_csv)
+    write_text(folder / "compare.csv", buffer.getvalue())
 
 
 def write_tables(rows: list[MethodRow], folder: Path) -> None:
