@@ -52,7 +52,7 @@ def test_data_check_lists_problems(tmp_path, capsys) -> None:
 
 def test_every_command_has_help(capsys) -> None:
     for args in (["run"], ["compare"], ["resume"], ["report"], ["data", "export"], ["data", "check"],
-                 ["model", "pretrain"], ["methods"], ["streams"], ["analyze", "cka"]):
+                 ["model", "pretrain"], ["methods"], ["streams"], ["analyze", "cka"], ["analyze", "blocks"]):
         with pytest.raises(SystemExit) as done:
             main([*args, "--help"])
         assert done.value.code == 0 and "usage: citkit" in capsys.readouterr().out, args
