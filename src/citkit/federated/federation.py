@@ -179,7 +179,7 @@ class ClientWorker:
         start = time.perf_counter()
         model, result = self.engine.fit_task(model, trainer, task, [], seed=seed)
         report = getattr(self.method, "client_report", lambda: {})()
-        return ClientResult({k: v.detach().cpu() for k, v in client_payload(self.method, model).items()},
+        return ClientResult({k: v.detach().cpu().clone() for k, v in client_payload(self.method, model).items()},
                             report, len(task.train), result.steps, time.perf_counter() - start,
                             float(sum(result.final_loss.values())),
                             (dict(self.method.state_dict()), dict(self.method.extra_state())))
