@@ -65,8 +65,12 @@ def test_local_epochs_set_the_client_steps(tmp_path: Path) -> None:
         federation = Federation(small_config(tmp_path, tasks=1, federated={"local_epochs": epochs}))
         worker = ClientWorker(federation)
         state = {k: v.clone() for k, v in worker.method.trainable_state(worker.prepare(0)).items()}
-        steps.append(worker.train(0, 0, 0, state, None, {}).steps)
+        first = worker.train(0, 0, 0, state, None, {})
+        steps.append(first.steps)
     assert steps[1] == 2 * steps[0] > 0
+    kept = {k: v.clone() for k, v in first.payload.items()}
+    worker.train(1, 0, 0, state, None, {})  # the next client on the same model must not change what 0 sent
+    assert all(torch.equal(first.payload[k], kept[k]) for k in kept)
 
 
 def test_disco_structure_options(tmp_path: Path) -> None:
