@@ -34,10 +34,14 @@ def small_config(path: Path, runs: Path, method: str = "lora-ft", **options) -> 
 
 @pytest.fixture
 def config_for(random_vit: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    made: list[str] = []
+
     def make(method: str = "lora-ft", **options) -> CILRunConfig:
-        return small_config(random_vit, tmp_path / "runs", method, **options)
+        """A fresh run directory per call (so two option sets never meet in one folder)."""
+        made.append(method)
+        return replace(small_config(random_vit, tmp_path / "runs", method, **options), name=f"{method}-{len(made)}")
 
     return make
 
 
-__all__ = ["SMALL_VIT", "replace", "small_config"]
+__all__ = ["SMALL_VIT", "small_config"]

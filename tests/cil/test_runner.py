@@ -32,7 +32,7 @@ def test_a_run_killed_after_task_2_resumes_to_the_same_final_accuracies(config_f
     config = config_for(method)
     from dataclasses import replace
 
-    config = replace(config, name="interrupted")
+    config = replace(config, name=f"{method}-interrupted")
     partial = run_cil(config, stop_after=2)
     assert len(partial.stages) == 2 and not (partial.run_dir / "metrics.json").exists()
     resumed = run_cil(config)
