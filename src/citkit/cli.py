@@ -256,7 +256,7 @@ def cmd_fed_run(args: argparse.Namespace) -> int:
     args.set, federated = split_overrides(args.set)
     flags = {k: getattr(args, k) for k in ("clients", "clients_per_round", "rounds", "local_epochs", "beta",
                                            "setting", "scenario", "strategy", "partition")}
-    print(result_text(run(fed_config(_config_from_args(args), federated, flags))))
+    print(result_text(run(fed_config(_config_from_args(args), federated, flags), backend=args.backend)))
     return 0
 
 
@@ -458,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", help="federated.scenario: task or capability")
     p.add_argument("--partition", help="federated.partition: dirichlet or answer-skew")
     p.add_argument("--strategy", help="federated.strategy (see `citkit fed strategies`)")
+    p.add_argument("--backend", choices=["in-process", "simulation"], default="in-process",
+                   help="in-process (default) or Flower's simulation engine (Ray; pip install 'citkit[simulation]')")
     p.set_defaults(func=cmd_fed_run)
     p = fed.add_parser("resume", help="continue an interrupted federated run after its last finished stage")
     p.add_argument("run_dir")
