@@ -17,6 +17,7 @@ from accelerate.logging import get_logger
 from flwr.app import Context, Message, RecordDict
 from flwr.common.constant import SUPERLINK_NODE_ID
 
+from citkit.errors import ConfigError
 from citkit.eval.matrix import AccuracyMatrix
 from citkit.federated.client_app import build_client_app
 from citkit.federated.config import FedRunConfig
@@ -42,12 +43,21 @@ class FedRunResult:
     metrics: dict[str, float | None]
 
 
-def run(config: FedRunConfig, stop_after: int | None = None,
-        wrap_client: Callable[[ClientCallable], ClientCallable] | None = None) -> FedRunResult:
-    """Run (or resume) a federated continual stream in this process.
+BACKENDS = ("in-process", "simulation")
 
-    `stop_after` ends after that many stages (tests of resume); `wrap_client` wraps the ClientApp
-    (tests inject a failing client)."""
+
+def run(config: FedRunConfig, stop_after: int | None = None,
+        wrap_client: Callable[[ClientCallable], ClientCallable] | None = None,
+        backend: str = "in-process") -> FedRunResult:
+    """Run (or resume) a federated continual stream.
+
+    `backend`: 'in-process' (the Grid hands messages to the ClientApp in this process) or 'simulation'
+    (Flower's simulation engine, Ray: clients in worker processes, each keeping its own model; needs
+    `pip install 'citkit[simulation]'`; the clients' own method states are then kept by Flower, not saved
+    with the checkpoints). `stop_after` ends after that many stages (tests of resume); `wrap_client` wraps
+    the in-process ClientApp (tests inject a failing client)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: use {' or '.join(BACKENDS)}")
     federation = Federation(config)  # data, model path, schedule and split: every input error comes here
     for stage in range(federation.num_stages):
         federation.client_samples(stage)
@@ -57,7 +67,9 @@ def run(config: FedRunConfig, stop_after: int | None = None,
     server_worker = ClientWorker(federation)
     run_dir.write_environment(environment(config.run.seed, str(server_worker.engine.accelerator.device))
                               | {"model": str(federation.model_path), "flwr": _flwr_version(),
-                                 "backend": "in-process", "torch_threads": torch.get_num_threads()})
+                                 "backend": backend, "torch_threads": torch.get_num_threads()})
+    if backend == "simulation":
+        return _simulate(config, federation, server_worker, run_dir, stop_after)
     client_worker = ClientWorker(federation, accelerator=server_worker.engine.accelerator)
     client_worker.build()  # the clients' model, loaded once before the first round
     client_app: ClientCallable = build_client_app(lambda context: client_worker)
@@ -78,3 +90,21 @@ def _flwr_version() -> str:
     import flwr
 
     return str(getattr(flwr, "__version__", "unknown"))
+
+
+def _simulate(config: FedRunConfig, federation: Federation, server_worker: ClientWorker,
+              run_dir: FederatedRunDirectory, stop_after: int | None) -> FedRunResult:
+    """The same ServerApp and ClientApp under Flower's simulation engine (Ray)."""
+    try:
+        from flwr.simulation import run_simulation
+    except ImportError as error:
+        raise ConfigError(f"the simulation backend needs Flower's simulation extra ({error}); "
+                          "pip install 'citkit[simulation]'") from None
+    from citkit.federated.apps import client_app_for
+
+    server = FederatedServer(federation, server_worker, run_dir, stop_after=stop_after)
+    run_simulation(server_app=build_server_app(lambda context: server), client_app=client_app_for(config),
+                   num_supernodes=config.federated.num_clients,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    metrics = finish_federated(run_dir, config, federation, server.matrix)
+    return FedRunResult(run_dir.path, server.matrix, metrics)
