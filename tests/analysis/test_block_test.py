@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,6 @@ import torch
 from torch import nn
 
 from citkit.analysis.block_test import BlockTestConfig, analyze_blocks, configurations, set_mode
-from citkit.cli import main
 from citkit.data.streams import read_stream_file
 from citkit.errors import ConfigError
 from citkit.eval.matrix import AccuracyMatrix
@@ -67,8 +68,7 @@ def small_run(tmp_path: Path, stream: Path, name: str, *options: str) -> Path:
     return run(build_run_config({}, overrides, method="hide-llava", runs_dir=str(tmp_path), name=name)).run_dir
 
 
-def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_file: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_file: Path) -> None:
     run_dir = small_run(tmp_path, small_stream_file, "expand", "method.layout=expand-all", "method.oracle_routing=true")
     result = analyze_blocks(BlockTestConfig(run_dir=str(run_dir), samples_per_task=6, batch_size=4))
     final = dict(zip(result.tasks, AccuracyMatrix.load(run_dir).rows[-1], strict=True))
@@ -78,8 +78,10 @@ def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_
     saved = read_json(run_dir / "blocks" / "blocks.json")
     assert saved["rows"][1]["modes"] == {"0": "fused", "1": "routed", "2": "routed", "3": "routed"}
     assert (run_dir / "blocks" / "blocks.md").read_text().startswith("Per-block test under oracle routing")
-    assert main(["analyze", "blocks", str(run_dir), "--samples-per-task", "2", "--out", str(tmp_path / "b")]) == 0
-    assert "| fuse block 0 |" in capsys.readouterr().out and (tmp_path / "b" / "blocks.csv").is_file()
+    done = subprocess.run([sys.executable, "-m", "citkit.cli", "analyze", "blocks", str(run_dir), "--samples-per-task",
+                           "2", "--out", str(tmp_path / "b")], capture_output=True, text=True)  # a fresh process
+    assert done.returncode == 0, done.stderr
+    assert "| fuse block 0 |" in done.stdout and (tmp_path / "b" / "blocks.csv").is_file()
 
 
 def test_a_run_whose_experts_were_folded_is_refused(tmp_path: Path, small_stream_file: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate import PartialState
 from accelerate.logging import get_logger
 
 from citkit.data.encoding import SampleEncoder
@@ -166,7 +167,7 @@ def restore(run_dir: Path, device: torch.device,
 @torch.no_grad()
 def analyze_blocks(config: BlockTestConfig) -> BlockTest:
     """Score the run's trained tasks under every configuration; write blocks.md/.csv/.json."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = PartialState().device  # also what accelerate's logger needs
     run_dir = Path(config.run_dir)
     method, model, tasks, experts = restore(run_dir, device)
     for task in tasks:
