@@ -255,3 +255,28 @@ def build_cil_config(base: dict[str, Any] | None = None, overrides: list[str] | 
             path = ["method_options", *path[1:]]
         set_path(data, path, value)
     return from_dict(CILRunConfig, data)
+
+
+def load_run_model(run_dir: str | Path, stage: int | None = None) -> tuple[ViTClassifier, CILMethod, CILStream]:
+    """The model of a run directory after `stage` (default: the last finished one), in its test configuration."""
+    path = Path(run_dir)
+    if not (path / "config.json").is_file() or not (path / "stages.json").is_file():
+        raise ConfigError(f"{path} is not a CIL run directory with a finished stage")
+    saved = read_json(path / "config.json")
+    config = from_dict(CILRunConfig, saved | {"runs_dir": str(path.parent), "name": path.name})
+    done = stage or len(read_json(path / "stages.json"))
+    method = build_method(config)
+    model, transform = build_classifier(config.model, method.classifier)
+    stream = build_stream(config.data, transform)
+    engine = Engine(config.train, cpu=True)
+    model = engine.attach(method, model)
+    for task in stream.tasks[:done]:
+        _grow_head(model, task, config.seed)
+    model = method.resume(model, [t.name for t in stream.tasks[:done]])
+    run_dir = RunDirectory(path)
+    trainable, tensors, extra = run_dir.load_checkpoint(done - 1)
+    method.load_trainable_state(model, trainable, str(run_dir.checkpoint_dir(done - 1)))
+    method.load_state_dict(tensors)
+    method.load_extra_state(extra)
+    method.prepare_inference(model)
+    return model.eval(), method, stream

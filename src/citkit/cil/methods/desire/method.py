@@ -50,8 +50,9 @@ TASK, CONSOLIDATED = "task", "consolidated"
 class CalibrateMerge(Method):
     """Trains the merge coefficients only; objective: plasticity + stability + CE (named, logged)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, old_tasks: int = 1) -> None:
         super().__init__(config)
+        self.stability = config.stability_weight * (old_tasks if config.stability_scale == "old_tasks" else 1)
 
     def attach(self, model: nn.Module) -> nn.Module:
         model.coefficients.requires_grad_(True)
@@ -61,7 +62,7 @@ class CalibrateMerge(Method):
         c = self.config
         features = outputs.features
         return {"plasticity": c.plasticity_weight * (features - batch["new_features"]).square().sum(-1).mean(),
-                "stability": c.stability_weight * (features - batch["old_features"]).square().sum(-1).mean(),
+                "stability": self.stability * (features - batch["old_features"]).square().sum(-1).mean(),
                 "ce": c.ce_weight * F.cross_entropy(outputs.logits, batch["labels"])}
 
 
@@ -157,7 +158,7 @@ class DESIRE(CILMethod):
                 set_active_adapters(model, [CONSOLIDATED, TASK], [])
                 calibration = self.config.calibration
                 try:
-                    yield Phase("merge", MergeCalibration(model, coefficients), CalibrateMerge(calibration),
+                    yield Phase("merge", MergeCalibration(model, coefficients), CalibrateMerge(calibration, old_tasks=t),
                                 CalibrationTask(f"{task.name}-merge", t, task, old.to(_device(model)),
                                                 new.to(_device(model))),
                                 TrainConfig(epochs=calibration.epochs, lr=calibration.lr, batch_size=calibration.batch_size,
