@@ -35,7 +35,10 @@ class HiDeConfig:
         "Subtract the mean of the trained tasks' anchors from anchors and sample features before the cosine. "
         "Mean-pooled features are dominated by what every task shares (template words, image style), so raw "
         "cosines are all close and softmax(r / 0.1) is near uniform; centring keeps only what tells tasks "
-        "apart. False = the paper's raw cosine (meant for CLIP features).")})
+        "apart. False = the paper's raw cosine (meant for CLIP features). Measured on the first toy world "
+        "(seed 0, expand-all experts scored with each router; README): centring gives the higher MFN at image "
+        "weight 0.5 (43.3 vs 39.8) and 0 (75.2 vs 57.7), hence the default; raw cosines pick the right expert "
+        "more often at 0.5 (89.8% vs 60.4%) but spread the weight (45.8% vs 57.9% on the true task).")})
     fusion: Fusion = field(default="code", metadata={"help": (
         "Task-general fusion of the experts in the non-expanded layers: 'code' = s (sum_c B_c)(sum_c A_c) as in "
         "the authors' code, which produced the published numbers; 'paper' = s sum_c B_c A_c as the paper "
