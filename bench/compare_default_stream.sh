@@ -7,7 +7,7 @@
 set -euo pipefail
 RUNS=${1:-runs}
 METHODS=zero-shot,lora-ft,joint,replay,ewc,mas,ewc-tir,mas-tir,lwf,o-lora,moelora,eproj,hide-llava
-VARIANTS=eproj:also_lora=true,hide-llava:image_weight=0,hide-llava:fusion=paper,hide-llava:fusion=paper:image_weight=0,hide-llava:expert_init=normal,hide-llava:layout=expand-all,hide-llava:layout=merge-all
+VARIANTS=eproj:also_lora=true,hide-llava:image_weight=0,hide-llava:fusion=paper,hide-llava:fusion=paper:image_weight=0,hide-llava:expert_init=kaiming,hide-llava:oracle_routing=true,hide-llava:layout=expand-all:oracle_routing=true,hide-llava:layout=expand-all,hide-llava:layout=merge-all
 SWEEP=ewc:penalty_weight=1e3,ewc:penalty_weight=1e4,ewc:penalty_weight=1e5,ewc:penalty_weight=1e6
 for method in mas ewc-tir mas-tir; do
   for weight in 1e4 1e5 1e6; do SWEEP="$SWEEP,$method:penalty_weight=$weight"; done
