@@ -33,7 +33,8 @@ def main() -> None:
     for run in sys.argv[1:]:
         model, method, stream = load_run_model(run)
         frozen, _ = build_classifier(_backbone_config(run))
-        print(f"{run}: nearest-class-mean probe {probe(model, stream):.1f} (frozen backbone {probe(frozen, stream):.1f})")
+        print(f"{run}: nearest-class-mean probe {probe(model, stream):.1f} "
+              f"(frozen backbone {probe(frozen, stream):.1f})")
 
 
 def _backbone_config(run):

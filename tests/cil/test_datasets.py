@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from citkit.cil.datasets import LoadOptions, load_cifar100, load_digits, load_imagefolder, load_imagenet_r, load_tinyimagenet
+from citkit.cil.datasets import (
+    LoadOptions,
+    load_cifar100,
+    load_digits,
+    load_imagefolder,
+    load_imagenet_r,
+    load_tinyimagenet,
+)
 from citkit.errors import ConfigError, DataFormatError
 
 
@@ -74,7 +81,8 @@ def test_cifar100_python_layout(tmp_path: Path) -> None:
         pickle.dump({"fine_label_names": names}, f)
     for split, n in (("train", 8), ("test", 4)):
         with (root / split).open("wb") as f:
-            pickle.dump({"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "fine_labels": [i % 4 for i in range(n)]}, f)
+            pixels = rng.integers(0, 255, (n, 3072), dtype=np.uint8)
+            pickle.dump({"data": pixels, "fine_labels": [i % 4 for i in range(n)]}, f)
     dataset = load_cifar100(options(tmp_path))  # the parent folder works too
     assert dataset.class_names == names and len(dataset.train) == 8 and dataset.test.image(0).shape == (32, 32, 3)
     (root / "test").write_bytes(b"garbage")

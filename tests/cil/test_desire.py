@@ -84,7 +84,7 @@ def test_stored_adapter_parameters_stay_flat_as_tasks_grow(config_for, tasks: in
     stored = [entry["stored_parameters"] for entry in log]
     per_class = 32 + 32 * 32 + 1  # a mean, a covariance and the class id
     head = 10 // tasks * (32 + 1)
-    assert [b - a for a, b in zip(stored, stored[1:])] == [10 // tasks * per_class + head] * (tasks - 1)
+    assert [b - a for a, b in zip(stored, stored[1:], strict=False)] == [10 // tasks * per_class + head] * (tasks - 1)
 
 
 def test_stability_scale_old_tasks_multiplies_the_stability_weight_by_the_consolidated_tasks() -> None:
@@ -92,7 +92,8 @@ def test_stability_scale_old_tasks_multiplies_the_stability_weight_by_the_consol
     from citkit.cil.methods.desire.method import CalibrateMerge
 
     assert CalibrateMerge(CalibrationConfig(stability_weight=2.0), old_tasks=3).stability == 2.0
-    assert CalibrateMerge(CalibrationConfig(stability_weight=2.0, stability_scale="old_tasks"), old_tasks=3).stability == 6.0
+    scaled = CalibrationConfig(stability_weight=2.0, stability_scale="old_tasks")
+    assert CalibrateMerge(scaled, old_tasks=3).stability == 6.0
 
 
 def test_a_finished_run_loads_back_in_its_test_configuration(config_for) -> None:

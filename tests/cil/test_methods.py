@@ -9,7 +9,7 @@ import torch
 
 from citkit.cil.backbone import build_classifier, lora_layers
 from citkit.cil.methods import CIL_METHODS
-from citkit.cil.methods.base import alignment_phase, extract_features, AlignmentConfig
+from citkit.cil.methods.base import AlignmentConfig, alignment_phase, extract_features
 from citkit.cil.methods.inflora import grow_basis, project_out, top_directions
 from citkit.cil.runner import _grow_head, build_method, run_cil, run_phase
 from citkit.cil.stats import ClassGaussians

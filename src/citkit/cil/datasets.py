@@ -228,7 +228,8 @@ def load_cifar100(options: LoadOptions) -> ClassDataset:
         except (KeyError, ValueError) as error:
             raise DataFormatError(f"{root / split}: expected 'data' (n, 3072) and 'fine_labels' ({error})") from error
         if len(labels) != len(pixels) or (len(labels) and (labels.min() < 0 or labels.max() >= len(names))):
-            raise DataFormatError(f"{root / split}: {len(pixels)} images, {len(labels)} labels outside 0..{len(names) - 1}")
+            raise DataFormatError(f"{root / split}: {len(pixels)} images, {len(labels)} labels, or labels outside "
+                                  f"0..{len(names) - 1}")
         splits[split] = ImageSet(labels, arrays=np.ascontiguousarray(pixels))
     return ClassDataset("cifar100", names, splits["train"], splits["test"])
 

@@ -28,8 +28,8 @@ from accelerate.logging import get_logger
 from torch import nn
 
 from citkit.cil.backbone import BackboneConfig, ViTAdapterConfig, ViTClassifier, build_classifier
-from citkit.cil.metrics import CILMetrics, StageResult, cil_metrics, stage_result, task_matrix
 from citkit.cil.methods import CIL_METHODS, CILMethod, Phase
+from citkit.cil.metrics import CILMetrics, StageResult, cil_metrics, stage_result, task_matrix
 from citkit.cil.stream import CILDataConfig, CILStream, CILTask, build_stream
 from citkit.config import from_dict, to_dict
 from citkit.engine.config import TrainConfig

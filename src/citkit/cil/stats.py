@@ -18,7 +18,8 @@ from citkit.errors import ConfigError
 DriftMode = Literal["none", "mean", "weighted"]
 
 
-def class_statistics(features: Tensor, labels: Tensor, classes: list[int], shrinkage: float = 0.0) -> tuple[Tensor, Tensor]:
+def class_statistics(features: Tensor, labels: Tensor, classes: list[int],
+                     shrinkage: float = 0.0) -> tuple[Tensor, Tensor]:
     """Means (k, d) and covariances (k, d, d) of `features` (n, d) per class in `classes`.
 
     The covariance is the unbiased sample covariance (numpy's `np.cov(x, rowvar=False)`), shrunk toward a
@@ -36,7 +37,8 @@ def class_statistics(features: Tensor, labels: Tensor, classes: list[int], shrin
         centred = members - mean
         covariance = centred.T @ centred / (len(members) - 1)  # (d, d)
         dim = covariance.shape[0]
-        covariance = (1 - shrinkage) * covariance + shrinkage * torch.trace(covariance) / dim * torch.eye(dim, dtype=covariance.dtype)
+        target = shrinkage * torch.trace(covariance) / dim * torch.eye(dim, dtype=covariance.dtype)
+        covariance = (1 - shrinkage) * covariance + target
         means.append(mean)
         covariances.append(covariance)
     return torch.stack(means).float(), torch.stack(covariances).float()
@@ -96,7 +98,8 @@ class ClassGaussians:
             raise ConfigError(f"class statistics already hold classes {sorted(known)}")
         self.classes += list(classes)
         self.means = means.clone() if self.means.numel() == 0 else torch.cat([self.means, means])
-        self.covariances = covariances.clone() if self.covariances.numel() == 0 else torch.cat([self.covariances, covariances])
+        self.covariances = (covariances.clone() if self.covariances.numel() == 0
+                            else torch.cat([self.covariances, covariances]))
 
     def state_dict(self, prefix: str = "gaussians.") -> dict[str, Tensor]:
         if not self.classes:

@@ -59,4 +59,5 @@ class PerTaskLoRA(CILMethod):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         saved = list(state.get("adapters", []))
         if saved and saved != self.adapters[:len(saved)]:
-            raise ConfigError(f"{type(self).__name__}: checkpoint adapters {saved} differ from the rebuilt {self.adapters}")
+            raise ConfigError(f"{type(self).__name__}: checkpoint adapters {saved} differ from the rebuilt "
+                              f"{self.adapters}")

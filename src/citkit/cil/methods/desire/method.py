@@ -158,10 +158,12 @@ class DESIRE(CILMethod):
                 set_active_adapters(model, [CONSOLIDATED, TASK], [])
                 calibration = self.config.calibration
                 try:
-                    yield Phase("merge", MergeCalibration(model, coefficients), CalibrateMerge(calibration, old_tasks=t),
+                    yield Phase("merge", MergeCalibration(model, coefficients),
+                                CalibrateMerge(calibration, old_tasks=t),
                                 CalibrationTask(f"{task.name}-merge", t, task, old.to(_device(model)),
                                                 new.to(_device(model))),
-                                TrainConfig(epochs=calibration.epochs, lr=calibration.lr, batch_size=calibration.batch_size,
+                                TrainConfig(epochs=calibration.epochs, lr=calibration.lr,
+                                            batch_size=calibration.batch_size,
                                             warmup_ratio=0.0, progress=False))
                     values = [float(c) for c in coefficients]
                     a, b = values[0::2], values[1::2]
@@ -182,7 +184,8 @@ class DESIRE(CILMethod):
 
     def _move_old_means(self, before: Tensor, after: Tensor) -> None:
         if self.gaussians.classes:
-            self.gaussians.means = drift_compensation(self.gaussians.means, before, after, self.config.drift_compensation)
+            self.gaussians.means = drift_compensation(self.gaussians.means, before, after,
+                                                      self.config.drift_compensation)
 
     def prepare_inference(self, model: nn.Module) -> None:
         active = CONSOLIDATED if self.consolidates else TASK
