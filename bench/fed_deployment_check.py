@@ -24,6 +24,7 @@ from citkit.eval.matrix import AccuracyMatrix
 from citkit.federated import FedRunConfig
 from citkit.federated.apps import config_to_json
 from citkit.federated.runner import run
+from citkit.io import load_tensors
 
 APP = Path(__file__).resolve().parent.parent / "examples" / "federated-deployment"
 BIN = Path(sys.executable).parent
@@ -89,7 +90,10 @@ def main() -> None:
     local = run(config(runs, "in-process"))
     print(f"deployment ({seconds:.0f} s): {deployed_matrix.rows}")
     print(f"in-process: {local.matrix.rows}")
-    print(f"same matrix: {deployed_matrix.rows == local.matrix.rows}")
+    a = load_tensors(runs / "deployment" / "checkpoints" / "task_2" / "adapter.safetensors")
+    b = load_tensors(local.run_dir / "checkpoints" / "task_2" / "adapter.safetensors")
+    print(f"same matrix: {deployed_matrix.rows == local.matrix.rows}; largest adapter difference "
+          f"{max(float((a[k] - b[k]).abs().max()) for k in a):.1e}")
 
 
 if __name__ == "__main__":
