@@ -28,6 +28,8 @@ def random_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_config(path: Path, runs: Path, method: str = "lora-ft", **options) -> CILRunConfig:
     """6 built-in classes in 3 tasks, 12 training and 6 test images per class, one epoch: seconds per run."""
     data = options.pop("data", CILDataConfig(classes=6, tasks=3, train_per_class=12, test_per_class=6))
+    if method in ("desire", "slca") and "alignment" not in options:
+        options["alignment"] = {"per_class": 32}  # the refinement's default 256 per class only costs time here
     return CILRunConfig(method=method, method_options=options, data=data, model=BackboneConfig(path=str(path)),
                         train=TrainConfig(epochs=1, batch_size=16, lr=5e-3, progress=False), runs_dir=str(runs))
 
