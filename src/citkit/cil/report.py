@@ -42,6 +42,8 @@ def plot_stages(curves: dict[str, list[float]], path: Path, title: str = "",
             low = [v - e for v, e in zip(values, errors[label], strict=True)]
             high = [v + e for v, e in zip(values, errors[label], strict=True)]
             ax.fill_between(stages, low, high, alpha=0.12)
+    longest = max((len(v) for v in curves.values()), default=0)
+    ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("stage (tasks seen)")
     ax.set_ylabel("pooled accuracy on all seen classes (%)")
     ax.set_title(title)
