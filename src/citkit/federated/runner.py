@@ -8,7 +8,9 @@ run under Flower's simulation engine and on a SuperLink + SuperNodes (docs/feder
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +81,24 @@ def run(config: FedRunConfig, stop_after: int | None = None,
     server = FederatedServer(federation, server_worker, run_dir, client_store=ContextStore(grid.contexts),
                              stop_after=stop_after)
     server_app = build_server_app(lambda context: server)
-    with server_identity(grid.run.run_id):
+    with server_identity(grid.run.run_id), _quiet_flower(not config.run.train.progress):
         server_app(grid, Context(run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config={},
                                  state=RecordDict(), run_config={}))
     metrics = finish_federated(run_dir, config, federation, server.matrix)
     return FedRunResult(run_dir.path, server.matrix, metrics)
+
+
+@contextlib.contextmanager
+def _quiet_flower(quiet: bool) -> Iterator[None]:
+    """Flower logs every configure/aggregate at INFO; citkit logs the rounds itself, so --quiet hides them."""
+    flower = logging.getLogger("flwr")
+    level = flower.level
+    if quiet:
+        flower.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        flower.setLevel(level)
 
 
 def _flwr_version() -> str:
