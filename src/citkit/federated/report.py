@@ -37,8 +37,10 @@ def finish_federated(run_dir: FederatedRunDirectory, config: FedRunConfig, feder
         return metrics
     write_json(run_dir.path / "metrics.json", metrics)
     write_report(run_dir.path)
+    section = federated_section(config, federation, metrics, rounds)
+    write_text(run_dir.path / "federation.md", section)  # kept apart too: `citkit report` rewrites report.md
     report = (run_dir.path / "report.md").read_text(encoding="utf-8")
-    write_text(run_dir.path / "report.md", report + federated_section(config, federation, metrics, rounds))
+    write_text(run_dir.path / "report.md", report + section)
     plot_matrix(matrix, run_dir.path / "matrix.png", title=f"federated {config.run.method} on {federation.stream.name}")
     return metrics
 

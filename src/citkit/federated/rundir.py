@@ -6,7 +6,9 @@ runs/<name>/
   predictions/row_<s>.jsonl     per-sample predictions after stage s (row 0: the base model)
   task_scores.json              per row, the score of every stream task (a unit averages its tasks)
   tasks.json                    per stage: client steps, seconds, samples, parameters, eval time
-  rounds.json                   per round: clients sampled, replied, failed (with the reason), bytes down/up
+  rounds.json                   per round: clients sampled, replied, failed (with the reason), bytes down/up,
+                                seconds; DISCO's client -> slot assignment
+  federation.md                 the federation's part of report.md (settings, FCIT Last/Avg, bytes, rounds)
   checkpoints/task_<s>/         adapter.safetensors (the global model), method.safetensors/.json (the
                                 server's method state, DISCO's tokens), clients.safetensors/.json (the
                                 clients' own states, when the server holds them: in-process)
