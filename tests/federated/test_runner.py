@@ -41,7 +41,8 @@ def test_cli_run_fills_the_matrix_and_the_run_directory(finished: Path) -> None:
     matrix = AccuracyMatrix.load(run_dir)
     assert matrix.is_complete and len(matrix.rows) == 3
     for name in ("config.json", "environment.json", "metrics.json", "report.md", "matrix.png", "rounds.json",
-                 "tasks.json", "task_scores.json", "federation.md", "predictions/row_0.jsonl", "predictions/row_2.jsonl",
+                 "tasks.json", "task_scores.json", "federation.md", "predictions/row_0.jsonl",
+                 "predictions/row_2.jsonl",
                  "checkpoints/task_2/adapter.safetensors"):
         assert (run_dir / name).exists(), name
     config = read_json(run_dir / "config.json")
