@@ -62,7 +62,7 @@ def test_every_command_has_help(capsys) -> None:
 
 
 def test_export_writes_llava_files(tmp_path) -> None:
-    assert main(["data", "export", "--out", str(tmp_path / "toy"), "--train-per-task", "2", "--test-per-task", "1"]) == 0
+    assert main(["data", "export", "--stream", "toy-format", "--out", str(tmp_path / "toy"), "--train-per-task", "2", "--test-per-task", "1"]) == 0
     records = json.loads((tmp_path / "toy" / "colour" / "train.json").read_text())
     assert records[0]["conversations"][0]["from"] == "human" and (tmp_path / "toy" / "colour" / records[0]["image"]).is_file()
 

@@ -49,7 +49,7 @@ def tiny_model(_tiny_base: torch.nn.Module) -> torch.nn.Module:
 def toy_tasks(tmp_path_factory: pytest.TempPathFactory, tiny_processor: Any) -> list[TaskData]:
     """The six toy tasks with 32 training and 8 test samples each."""
     folder: Path = tmp_path_factory.mktemp("methods-toy")
-    stream_file = export(ToyWorldConfig(train_per_task=32, test_per_task=8), folder)
+    stream_file = export(ToyWorldConfig("distinct", train_per_task=32, test_per_task=8), folder)
     stream = load_stream(StreamConfig(name=str(stream_file)), folder)
     cache = EncodingCache(SampleEncoder(tiny_processor))
     return [TaskData(task, index, cache) for index, task in enumerate(stream.tasks)]

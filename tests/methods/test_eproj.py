@@ -29,7 +29,7 @@ def fresh_model(path):
 def tasks(tiny_model_path, tmp_path_factory) -> list[TaskData]:
     """Three toy tasks with distinct instructions (colour, shape, position)."""
     folder = tmp_path_factory.mktemp("eproj-toy")
-    export(ToyWorldConfig(train_per_task=64, test_per_task=32), folder)
+    export(ToyWorldConfig("distinct", train_per_task=64, test_per_task=32), folder)
     config = StreamConfig(name=str(folder / "stream.yaml"), tasks=("colour", "shape", "position"))
     stream = load_stream(config, folder)
     cache = EncodingCache(SampleEncoder(load_processor(tiny_model_path)))

@@ -17,7 +17,7 @@ SLOW = [pytest.param(m, marks=pytest.mark.slow) for m in ("replay", "mas", "lwf"
 
 @pytest.mark.parametrize("method", ["ewc-tir", "hide-llava", *SLOW])
 def test_resumed_run_equals_uninterrupted(tmp_path, method: str) -> None:
-    stream_file = export(ToyWorldConfig(train_per_task=24, test_per_task=4), tmp_path / "toy")
+    stream_file = export(ToyWorldConfig("distinct", train_per_task=24, test_per_task=4), tmp_path / "toy")
     overrides = [f"stream.name={stream_file}", "stream.tasks=[colour, shape, count]", "train.max_steps=3",
                  "train.batch_size=8", "train.progress=false", "method.importance_max_samples=8"]
     if method in ("replay", "lwf", "hide-llava"):

@@ -46,7 +46,7 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def stream_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export(ToyWorldConfig(train_per_task=8, test_per_task=4, seed=1), tmp_path_factory.mktemp("toy"))
+    return export(ToyWorldConfig("distinct", train_per_task=8, test_per_task=4, seed=1), tmp_path_factory.mktemp("toy"))
 
 
 @pytest.fixture(scope="module")
