@@ -62,9 +62,11 @@ def test_every_command_has_help(capsys) -> None:
 
 
 def test_export_writes_llava_files(tmp_path) -> None:
-    assert main(["data", "export", "--stream", "toy-format", "--out", str(tmp_path / "toy"), "--train-per-task", "2", "--test-per-task", "1"]) == 0
-    records = json.loads((tmp_path / "toy" / "colour" / "train.json").read_text())
-    assert records[0]["conversations"][0]["from"] == "human" and (tmp_path / "toy" / "colour" / records[0]["image"]).is_file()
+    out = tmp_path / "toy"
+    assert main(["data", "export", "--stream", "toy-format", "--out", str(out), "--train-per-task", "2",
+                 "--test-per-task", "1"]) == 0
+    records = json.loads((out / "colour" / "train.json").read_text())
+    assert records[0]["conversations"][0]["from"] == "human" and (out / "colour" / records[0]["image"]).is_file()
 
 
 def test_commands_named_in_setting_help_exist() -> None:
