@@ -36,12 +36,13 @@ def plot_stages(curves: dict[str, list[float]], path: Path, title: str = "",
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for i, (label, values) in enumerate(curves.items()):
         stages = list(range(1, len(values) + 1))
-        style = ("-", "--", ":", "-.")[i // 10 % 4]
-        ax.plot(stages, values, marker="o", markersize=3, linestyle=style, label=label)
+        style = ("-", "--", ":", "-.")[i // 20 % 4]
+        colour = plt.cm.tab20(i % 20)  # 20 distinct colours before a line style repeats one
+        ax.plot(stages, values, marker="o", markersize=3, linestyle=style, color=colour, label=label)
         if errors and label in errors:
             low = [v - e for v, e in zip(values, errors[label], strict=True)]
             high = [v + e for v, e in zip(values, errors[label], strict=True)]
-            ax.fill_between(stages, low, high, alpha=0.12)
+            ax.fill_between(stages, low, high, color=colour, alpha=0.12)
     longest = max((len(v) for v in curves.values()), default=0)
     ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("stage (tasks seen)")
