@@ -61,3 +61,17 @@ def test_the_head_grows_per_task_and_the_cosine_kind_is_scaled_cosine(random_vit
     torch.testing.assert_close(cosine.head(features), expected)
     with pytest.raises(ConfigError, match="classifier"):
         BackboneConfig(classifier="mlp")  # type: ignore[arg-type]
+
+
+def test_adapter_rank_alpha_and_dropout_reach_peft(random_vit: Path) -> None:
+    classifier, _ = build_classifier(BackboneConfig(path=str(random_vit)))
+    add_lora(classifier, ViTAdapterConfig(rank=4, alpha=12.0, dropout=0.25))
+    from citkit.cil.backbone import lora_layers
+
+    layer = lora_layers(classifier)[0][1]
+    assert layer.lora_A["default"].weight.shape == (4, 32) and layer.scaling["default"] == 3.0
+    assert layer.lora_dropout["default"].p == 0.25
+    add_lora(classifier, ViTAdapterConfig(rank=4, alpha=12.0), name="wide", rank=8)  # same scaling at another rank
+    assert layer.lora_A["wide"].weight.shape == (8, 32) and layer.scaling["wide"] == 3.0
+    with pytest.raises(ConfigError, match="adapter.rank"):
+        ViTAdapterConfig(rank=0)

@@ -103,3 +103,11 @@ def test_a_finished_run_loads_back_in_its_test_configuration(config_for) -> None
     model, method, stream = load_run_model(result.run_dir)
     stage, _, _ = evaluate_stage(model, method, stream.tasks, 3, 64)
     assert stage.pooled == result.stages[-1].pooled
+
+
+def test_calibration_starts_from_its_init_and_zero_weights_leave_it_there(config_for) -> None:
+    zero = {"plasticity_weight": 0.0, "stability_weight": 0.0, "ce_weight": 0.0}
+    summed = merges(run_cil(config_for("desire", refine=False, calibration={"init": "sum", **zero})))
+    assert summed[1]["a"] == [1.0] * len(summed[1]["a"]) and summed[2]["b"] == [1.0] * len(summed[2]["b"])
+    average = merges(run_cil(config_for("desire", refine=False, calibration={"init": "average", **zero})))
+    assert average[2]["a"][0] == pytest.approx(2 / 3) and average[2]["b"][0] == pytest.approx(1 / 3)

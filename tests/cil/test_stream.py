@@ -41,3 +41,14 @@ def test_bad_stream_settings_are_refused() -> None:
         CILDataConfig(tasks=0)
     with pytest.raises(ConfigError, match="data.classes 40: dataset builtin has only 20"):
         build_stream(CILDataConfig(classes=40, train_per_class=2, test_per_class=1), ImageTransform(16))
+
+
+def test_without_an_order_seed_the_dataset_order_is_kept() -> None:
+    config = CILDataConfig(classes=4, tasks=2, train_per_class=2, test_per_class=1, class_order_seed=None)
+    from citkit.cil.images import BUILTIN_STREAM_CLASSES
+
+    stream = build_stream(config, ImageTransform(16))
+    assert stream.class_names == [c.name for c in BUILTIN_STREAM_CLASSES[:4]]
+    shuffled = build_stream(CILDataConfig(classes=4, tasks=2, train_per_class=2, test_per_class=1), ImageTransform(16))
+    order = class_order(20, 1993)[:4]
+    assert shuffled.class_names == [BUILTIN_STREAM_CLASSES[i].name for i in order]
