@@ -15,6 +15,7 @@ from citkit.cil.datasets import (
     load_digits,
     load_imagefolder,
     load_imagenet_r,
+    load_imagenet_subset,
     load_tinyimagenet,
 )
 from citkit.errors import ConfigError, DataFormatError
@@ -44,10 +45,11 @@ def test_imagefolder_reads_classes_in_sorted_order(tmp_path: Path) -> None:
     assert dataset.train.image(2).shape == (6, 6, 3) and int(dataset.train.image(2)[0, 0, 0]) == 40
 
 
-def test_imagefolder_accepts_val_instead_of_test(tmp_path: Path) -> None:
+def test_imagefolder_accepts_val_instead_of_test_and_imagenet_380_uses_it(tmp_path: Path) -> None:
     root = imagefolder(tmp_path / "data")
     (root / "test").rename(root / "val")
     assert len(load_imagefolder(options(root)).test) == 6
+    assert load_imagenet_subset(options(root)).class_names == ["cat", "dog", "fox"]
 
 
 def test_missing_folder_unreadable_image_and_empty_class_name_the_culprit(tmp_path: Path) -> None:

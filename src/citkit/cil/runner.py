@@ -53,10 +53,11 @@ class CILRunConfig:
     method: str = field(default="lora-ft", metadata={"help": "CIL method name (see `citkit cil methods`)."})
     method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": (
         "Options of the method's own config (--set method.NAME=VALUE).")})
-    data: CILDataConfig = field(default_factory=CILDataConfig)
-    model: BackboneConfig = field(default_factory=BackboneConfig)
-    adapter: ViTAdapterConfig = field(default_factory=ViTAdapterConfig)
-    train: TrainConfig = field(default_factory=_default_train)
+    data: CILDataConfig = field(default_factory=CILDataConfig, metadata={"help": "The stream (data.*)."})
+    model: BackboneConfig = field(default_factory=BackboneConfig, metadata={"help": "Backbone and head (model.*)."})
+    adapter: ViTAdapterConfig = field(default_factory=ViTAdapterConfig, metadata={"help": "LoRA (adapter.*)."})
+    train: TrainConfig = field(default_factory=_default_train, metadata={"help": (
+        "How each task trains (train.*); CIL defaults: 5 epochs, batch 32, lr 5e-3, warm-up 5 %.")})
     eval_batch_size: int = field(default=128, metadata={"help": "Images per forward pass at evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of the head and adapter init, data order, pseudo-features."})
     name: str = field(default="", metadata={"help": "Run name (default: cil-<dataset>-<method>-seed<seed>)."})
