@@ -5,8 +5,8 @@
 Runs (or reuses: a finished run directory is read back) every row below with `citkit.federated.run`, then
 prints one markdown table: Last (MFN) and Avg (MAA) over the units, FCIT's Last/Avg over the units met
 so far (they differ from MFN/MAA only in the heterogeneous setting), BWT, bytes sent and received, and
-the clients' training seconds (summed over the stages) and the run's wall time (first to last file of its
-run directory). The centralised Joint
+the clients' training seconds (summed over the stages) and the run's wall time (config.json to the last
+stage's tasks.json in its run directory). The centralised Joint
 upper bound is a plain `citkit.run`.
 """
 
@@ -65,8 +65,9 @@ def joint_row(runs: Path) -> dict[str, Any]:
 
 
 def wall_seconds(run_dir: Path) -> float:
-    """From the run's first file (config.json) to its last (metrics.json): right for a reused run too."""
-    return (run_dir / "metrics.json").stat().st_mtime - (run_dir / "config.json").stat().st_mtime
+    """From the run's first file (config.json) to its last stage's log (tasks.json), which a reused run does
+    not rewrite; a run that was interrupted and resumed counts the pause too."""
+    return (run_dir / "tasks.json").stat().st_mtime - (run_dir / "config.json").stat().st_mtime
 
 
 def fmt(value: float | None) -> str:
