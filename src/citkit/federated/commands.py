@@ -77,7 +77,7 @@ def result_text(result: Any) -> str:
         f"run directory: {result.run_dir}", result.matrix.to_markdown(), "",
         f"Last (MFN) {f('mfn')}, Avg (MAA) {f('maa')}, BWT {f('bwt')}; FCIT Last {f('fcit_last')}, "
         f"FCIT Avg {f('fcit_avg')} (over the units met so far)",
-        f"bytes sent {m['bytes_down']:,}, received {m['bytes_up']:,} (whole adapter state: "
+        f"bytes to clients {m['bytes_down']:,}, from clients {m['bytes_up']:,} (the whole adapter state each way: "
         f"{m['bytes_whole_state_down']:,} / {m['bytes_whole_state_up']:,}); client failures {m['client_failures']}"])
 
 
