@@ -166,7 +166,8 @@ class FederatedServer:
         eligible = [n for n, size in zip(nodes, sizes, strict=True) if size > 0]
         rng = np.random.default_rng([self.federation.config.run.seed, stage, round_index, 5])
         count = min(self.fed.clients_per_round, len(eligible))
-        return sorted(int(n) for n in rng.choice(eligible, count, replace=False))
+        # Indices, not ids: Flower's node ids are 64-bit and numpy would hold a mix of them as float64.
+        return sorted(eligible[int(i)] for i in rng.choice(len(eligible), count, replace=False))
 
     @staticmethod
     def _report(reply: Message) -> dict[str, Any]:
