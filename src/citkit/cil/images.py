@@ -12,7 +12,7 @@ So no class of the continual stream was ever seen during pretraining (the leakag
 warns about), while every shape and every colour was: the backbone has learned to see shapes and
 colours, not the stream's classes. The images themselves are also disjoint: an image is a pure
 function of (class, split, index, seed) and the pretraining split names ("pretrain-train",
-"pretrain-test") differ from the stream's ("train", "test"). `tests/cil/test_images.py` checks both.
+"pretrain-test") differ from the stream's ("train", "test"). `tests/cil/test_cil_images.py` checks both.
 
 This module is citkit's own and independent of the LLaVA toy world (`citkit.data.toy`), so changes to
 that world do not move these images.
