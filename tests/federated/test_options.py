@@ -21,11 +21,11 @@ from .helpers import small_config
 
 
 class Nodes:
-    def __init__(self, count: int) -> None:
-        self.count = count
+    def __init__(self, count: int, first: int = 500) -> None:
+        self.count, self.first = count, first
 
     def get_node_ids(self) -> list[int]:
-        return list(range(500, 500 + self.count))
+        return list(range(self.first, self.first + self.count))
 
 
 def test_split_covers_each_units_data_over_the_clients(tmp_path: Path) -> None:
@@ -56,6 +56,8 @@ def test_answer_skew_and_empty_clients_and_sampling(tmp_path: Path) -> None:
     server = FederatedServer(federation, ClientWorker(federation), FederatedRunDirectory(tmp_path / "unused"))
     sampled = server._sample(Nodes(8), 0, 0)
     assert sorted(sampled) == [500 + i for i, size in enumerate(sizes) if size > 0]  # empty clients never sampled
+    big = Nodes(8, first=2**64 - 20)  # Flower's node ids are unsigned 64-bit
+    assert set(server._sample(big, 0, 0)) <= set(big.get_node_ids())
     assert not (tmp_path / "unused").exists()
 
 
