@@ -44,20 +44,22 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def federated_row(runs: Path, name: str, method: str, settings: dict[str, Any]) -> dict[str, Any]:
+def federated_row(runs: Path, name: str, method: str, settings: dict[str, Any], stream: str,
+                  model: str) -> dict[str, Any]:
     settings = dict(settings)
     options = settings.pop("method", {})
     config = from_dict(FedRunConfig, {"run": {"method": method, "method_options": options, "runs_dir": str(runs),
-                                              "name": name, "train": {"progress": False}},
+                                              "name": name, "train": {"progress": False},
+                                              "stream": {"name": stream}, "model": {"path": model}},
                                       "federated": settings})
     result = fed_run(config)
     return {"name": name, **result.metrics, "wall": wall_seconds(result.run_dir),
             "stages": read_json(result.run_dir / "tasks.json")}
 
 
-def joint_row(runs: Path) -> dict[str, Any]:
+def joint_row(runs: Path, stream: str, model: str) -> dict[str, Any]:
     config = build_run_config({"method": "joint", "runs_dir": str(runs), "name": "central-joint",
-                               "train": {"progress": False}})
+                               "train": {"progress": False}, "stream": {"name": stream}, "model": {"path": model}})
     result = central_run(config)
     return {"name": "central-joint (upper bound)", **result.metrics.as_dict(), "fcit_last": result.metrics.mfn,
             "fcit_avg": result.metrics.maa, "bytes_down": 0, "bytes_up": 0, "wall": wall_seconds(result.run_dir),
@@ -78,13 +80,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs/fed-toy")
     parser.add_argument("--only", default="", help="comma-separated row names (default: all, and Joint)")
+    parser.add_argument("--stream", default="toy", help="toy (default) or toy-format, the first world")
+    parser.add_argument("--model", default="tiny", help="tiny (default) or tiny-v1, the first world's model")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs = Path(args.runs_dir)
     only = [n for n in args.only.split(",") if n]
-    rows = [federated_row(runs, name, *ROWS[name]) for name in ROWS if not only or name in only]
+    rows = [federated_row(runs, name, *ROWS[name], args.stream, args.model)
+            for name in ROWS if not only or name in only]
     if not only or "joint" in only:
-        rows.append(joint_row(runs))
+        rows.append(joint_row(runs, args.stream, args.model))
     print("| run | Last (MFN) | Avg (MAA) | FCIT Last | FCIT Avg | BWT | MB sent / received | train s | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

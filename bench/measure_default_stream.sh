@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The README's results table: LoRA-FT and Joint on the default toy stream, three seeds.
-#   bash bench/measure_default_stream.sh [runs-dir]
+# The README's results table: zero-shot, LoRA-FT and Joint on a toy stream over three seeds, mean ± sd
+# (citkit compare --seeds). Finished runs are reused.
+#   bash bench/measure_default_stream.sh [runs-dir] [stream] [model]
+#   bash bench/measure_default_stream.sh runs toy-format tiny-v1    # the first world's table
 set -euo pipefail
 RUNS=${1:-runs}
-for seed in 0 1 2; do
-  for method in lora-ft joint; do
-    .venv/bin/citkit run --method "$method" --seed "$seed" --runs-dir "$RUNS" --quiet > /dev/null
-  done
-done
-.venv/bin/python bench/summarize_seeds.py "$RUNS" lora-ft joint
+STREAM=${2:-toy}
+MODEL=${3:-tiny}
+.venv/bin/citkit compare --quiet --stream "$STREAM" --model "$MODEL" --runs-dir "$RUNS" \
+  --methods zero-shot,lora-ft,joint --seeds 0,1,2

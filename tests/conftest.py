@@ -44,7 +44,8 @@ def small_stream_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A six-task toy stream with 48 training and 12 test samples per task."""
     from citkit.data.toy.world import ToyWorldConfig, export
 
-    return export(ToyWorldConfig("distinct", train_per_task=48, test_per_task=12, seed=3), tmp_path_factory.mktemp("toy"))
+    toy = ToyWorldConfig("distinct", train_per_task=48, test_per_task=12, seed=3)
+    return export(toy, tmp_path_factory.mktemp("toy"))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -44,7 +44,8 @@ def stream(tmp_path_factory) -> Path:
     from citkit.data.toy.world import ToyWorldConfig, export
 
     # 16 training samples: two processes x 4 x 2 steps cover each epoch without padding batches
-    return export(ToyWorldConfig("distinct", train_per_task=16, test_per_task=6, seed=3), tmp_path_factory.mktemp("dist-toy"))
+    toy = ToyWorldConfig("distinct", train_per_task=16, test_per_task=6, seed=3)
+    return export(toy, tmp_path_factory.mktemp("dist-toy"))
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, stream) -> None:

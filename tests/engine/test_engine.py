@@ -37,8 +37,8 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory, tiny_model_path) -> list[TaskData]:
-    stream = load_stream(StreamConfig(name="toy-format", toy=ToyWorldConfig(train_per_task=24, test_per_task=4, seed=2)),
-                         tmp_path_factory.mktemp("engine-toy"))
+    toy = ToyWorldConfig(train_per_task=24, test_per_task=4, seed=2)
+    stream = load_stream(StreamConfig(name="toy-format", toy=toy), tmp_path_factory.mktemp("engine-toy"))
     cache = EncodingCache(SampleEncoder(load_processor(tiny_model_path)))
     return [TaskData(task, i, cache) for i, task in enumerate(stream.tasks)]
 

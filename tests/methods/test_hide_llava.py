@@ -57,7 +57,7 @@ def test_registered_and_top_layer_expanded_by_default(tiny_model_path: Path) -> 
     expanded = {name.split(".layers.")[1].split(".")[0] for name, m in model.named_modules()
                 if isinstance(m, HiDeLinear) and m.expanded}
     assert expanded == {str(top)} and method.extra_state()["expanded_layers"] == [top]
-    assert len(method._layers) == 4 * 7  # 4 blocks x q, k, v, o, gate, up, down
+    assert len(method._layers) == (top + 1) * 7  # every block x q, k, v, o, gate, up, down
     assert HiDeConfig(layout="merge-all").expanded(4) == frozenset()
     assert HiDeConfig(layout="expand-all").expanded(4) == frozenset(range(4))
     assert HiDeConfig(expanded_layers=(0, -1)).expanded(4) == frozenset({0, 3})
@@ -182,7 +182,9 @@ def test_stored_experts_after_three_tasks(tiny_model_path: Path, world, config: 
             assert layer.num_experts == expected, name
     one_lora = sum(layer.rank * (layer.base.in_features + layer.base.out_features) for layer in method._layers)
     stored = sum(p.numel() for n, p in model.named_parameters() if ".experts_" in n)
-    expected_total = {("hierarchical", "code"): one_lora * (3 + 3 * 1) // 4, ("hierarchical", "paper"): 3 * one_lora,
+    blocks = top + 1  # (L - 1 + T) / L times one LoRA: one fused expert per lower block, T in the top one
+    expected_total = {("hierarchical", "code"): one_lora * (blocks - 1 + 3) // blocks,
+                      ("hierarchical", "paper"): 3 * one_lora,
                       ("expand-all", "code"): 3 * one_lora, ("merge-all", "code"): one_lora}
     assert stored == expected_total[(config.layout, config.fusion)]
 

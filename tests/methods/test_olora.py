@@ -98,7 +98,8 @@ def test_resume_rebuilds_the_same_parameters_and_state(tiny_model_path, tasks) -
             for name in ("task_0", "task_1", "task_2"):
                 layer.lora_B[name].weight.normal_(std=0.05)
     saved = method.trainable_state(model)
-    assert len(saved) == 3 * 2 * 28  # three adapters, A and B, 4 blocks x 7 linear layers
+    assert len(saved) == 3 * 2 * len(lora_layers(model))  # three adapters, A and B, every wrapped layer
+    assert len(lora_layers(model)) == model.config.text_config.num_hidden_layers * 7
 
     resumed = OLoRA()
     fresh = fresh_model(tiny_model_path)

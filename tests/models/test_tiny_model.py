@@ -34,7 +34,7 @@ def test_packaged_model_loads_and_passed_its_quality_gate(tiny_model_path) -> No
     model = load_model(tiny_model_path)
     processor = load_processor(tiny_model_path)
     quality = json.loads((tiny_model_path / "quality.json").read_text())
-    assert quality["mean"] >= quality["quality_gate"] >= 90
+    assert quality["mean"] >= quality["quality_gate"] >= 80
     assert model.config.vision_feature_select_strategy == "full"
     assert processor.tokenizer.eos_token == "<|end|>"
 

@@ -26,8 +26,10 @@ ids, `name/id`, so that datasets with clashing ids can share a task):
 When the test files of a task use different scorers, each file is scored with its own scorer and
 the task score is the mean over its files (every dataset counts the same, whatever its size).
 
-Built-in names: `toy` (six tasks with distinct instructions) and `toy-shared` (the same six kinds of
-answer behind one shared instruction; the task shows only in the image). Both are exported to disk
+Built-in names: `toy` (six tasks from six visual domains, each a new skill over what the tiny base
+model reads), `toy-shared` (the same six behind one instruction; only the image tells the task), and
+the first world, `toy-format` / `toy-format-shared` (six answer formats over one image distribution, a
+format-shift stress test; made for the model `tiny-v1`); see docs/world.md. All are exported to disk
 and read back through the LLaVA reader. Packaged definitions of real streams live in
 `citkit/configs/streams/` and need `data_root` pointing at the user's local copy.
 """
@@ -57,7 +59,8 @@ class StreamConfig:
     """Which stream to run and how much of it."""
 
     name: str = field(default="toy", metadata={"help": (
-        "A built-in stream (toy, toy-shared), a packaged definition (list them with `citkit streams`) or "
+        "A built-in stream (toy, toy-shared, toy-format, toy-format-shared), a packaged "
+        "definition (list them with `citkit streams`) or "
         "the path of a stream YAML file; the run is named after the file's `name:`, not the file name.")})
     data_root: str | None = field(default=None, metadata={"help": (
         "Folder the stream file's paths are relative to (default: the stream file's folder).")})

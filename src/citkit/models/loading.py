@@ -25,7 +25,8 @@ class ModelConfig:
     """Which base model to continue-tune."""
 
     path: str = field(default="tiny", metadata={"help": (
-        "'tiny' for the built-in pretrained toy model, a local folder saved with save_pretrained, or a "
+        "'tiny' for the built-in pretrained toy model ('tiny-v1': the first one, for the toy-format streams), "
+        "a local folder saved with save_pretrained, or a "
         "hub id already in the local cache (nothing is downloaded when HF_HUB_OFFLINE=1).")})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the checkpoint to run."})

@@ -2,14 +2,15 @@
 
 The base mixture makes the tiny model an instruction follower before continual tuning starts, as
 LLaVA-1.5 is: over all six visual domains it reads what is there (what is in a cell, how tall a bar
-is, which digits are written, which hour a clock shows, which colours a pattern uses, where the map's
+is, which digits are written, which hour a clock shows, what a pattern looks like, where the map's
 marker is, what kind of image it is) under several paraphrased instructions, and it repeats any text,
 so that every token of the open vocabulary has been an output.
 
 The six continual tasks, one per domain like UCIT's six datasets, ask for a skill the base does not
 have, composed from what it reads (the argmax of a chart, a clock's hour plus three, the sum of two
-digits, a count of one colour, the terrain under the marker, a pattern's class). Zero-shot is low but
-not zero where a task is near a base skill. `SHARED_DOMAIN_TASKS` asks all six with one sentence, so
+digits, a count of one colour, the terrain under the marker, a pattern's name alone). Zero-shot is low
+but not zero where a task is near a base skill (the base counts the objects of one shape, and names a
+pattern inside a description). `SHARED_DOMAIN_TASKS` asks all six with one sentence, so
 only the image tells the task.
 """
 
@@ -63,10 +64,18 @@ def read_cell(rng: np.random.Generator, background: int = 0) -> Drawn:
     return picture.image, question, answer
 
 
+PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
+
+
 def count_objects(rng: np.random.Generator, background: int = 0) -> Drawn:
+    """All objects, or those of one shape (counting one colour is left to the continual task)."""
     picture = draw_shapes(rng)
-    question = _ask(rng, ("how many objects are there ?", "count the objects .", "how many shapes do you see ?"))
-    return picture.image, question, str(len(picture.facts["objects"]))
+    if rng.random() < 0.5:
+        question = _ask(rng, ("how many objects are there ?", "count the objects .", "how many shapes do you see ?"))
+        return picture.image, question, str(len(picture.facts["objects"]))
+    shape = str(rng.choice(SHAPES))
+    question = _ask(rng, ("how many {shapes} are there ?", "count the {shapes} ."), shapes=PLURALS[shape])
+    return picture.image, question, str(sum(o[1] == shape for o in picture.facts["objects"]))
 
 
 def bar_height(rng: np.random.Generator, background: int = 0) -> Drawn:
@@ -97,11 +106,12 @@ def read_clock(rng: np.random.Generator, background: int = 0) -> Drawn:
     return picture.image, question, str(picture.facts["hour"])
 
 
-def texture_colours(rng: np.random.Generator, background: int = 0) -> Drawn:
+def describe_texture(rng: np.random.Generator, background: int = 0) -> Drawn:
+    """'red stripes on blue': the base sees the pattern; naming it alone is the continual task."""
     picture = draw_texture(rng)
     fg, bg = picture.facts["colours"]
-    question = _ask(rng, ("which colours does the pattern use ?", "name the colours of the pattern ."))
-    return picture.image, question, f"{fg} on {bg}"
+    question = _ask(rng, ("describe the pattern .", "what does the pattern look like ?"))
+    return picture.image, question, f"{fg} {picture.facts['pattern']} on {bg}"
 
 
 def find_marker(rng: np.random.Generator, background: int = 0) -> Drawn:
@@ -121,7 +131,8 @@ def world_words() -> list[str]:
     """Every word the second-generation world's tasks use, so repetition reaches each one."""
     words = set(COLOURS) | set(SHAPES) | set(PATTERNS) | set(TERRAINS) | set(BAR_COLOURS)
     words |= {w for p in POSITIONS for w in p.split()} | {str(n) for n in range(0, 21)}
-    words |= {w for name in KIND_NAMES.values() for w in name.split()} | {"a", "nothing", "on", ",", "and"}
+    words |= {w for name in KIND_NAMES.values() for w in name.split()} | set(PLURALS.values())
+    words |= {"a", "nothing", "on", ",", "and"}
     return sorted(words)
 
 
@@ -242,12 +253,12 @@ SHARED_DOMAIN_TASKS: tuple[TaskSpec, ...] = (
 )
 DOMAIN_BASE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("read-cell", read_cell, description="shapes or map: what is in a named cell"),
-    TaskSpec("count-objects", count_objects, description="shapes: number of objects"),
+    TaskSpec("count-objects", count_objects, description="shapes: number of objects, or of one shape"),
     TaskSpec("bar-height", bar_height, description="bar chart: height of a named bar"),
     TaskSpec("list-bars", list_bars, description="bar chart: the bars' colours, left to right"),
     TaskSpec("read-digits", read_digits, description="digits: what is written"),
     TaskSpec("read-clock", read_clock, description="clock: the hour shown"),
-    TaskSpec("texture-colours", texture_colours, description="texture: its two colours"),
+    TaskSpec("describe-texture", describe_texture, description="texture: its colours and pattern"),
     TaskSpec("find-marker", find_marker, description="map: the marker's cell"),
     TaskSpec("image-kind", image_kind, description="any domain: what kind of image"),
     TaskSpec("repeat", repeat_text, max_new_tokens=32, description="repeat any text"),

@@ -27,9 +27,8 @@ VARIANTS: dict[str, tuple[TaskSpec, ...]] = {
     "distinct": CONTINUAL_TASKS, "shared-instruction": SHARED_INSTRUCTION_TASKS, "base": BASE_TASKS,
 }
 # Built-in stream names and the variant each exports; the *-base ones are pretraining mixtures (export only).
-TOY_STREAMS = {"toy": "distinct", "toy-shared": "shared-instruction", "toy-base": "base",
-               "toy-format": "distinct", "toy-format-shared": "shared-instruction", "toy-format-base": "base",
-               "toy-domains": "domains", "toy-domains-shared": "domains-shared", "toy-domains-base": "domains-base"}
+TOY_STREAMS = {"toy": "domains", "toy-shared": "domains-shared", "toy-base": "domains-base",
+               "toy-format": "distinct", "toy-format-shared": "shared-instruction", "toy-format-base": "base"}
 SPLIT_SEEDS = {"train": 0, "test": 1}
 # Bump when a task generator or the renderer changes, so cached exports are redrawn.
 WORLD_VERSION = 4
@@ -39,12 +38,12 @@ WORLD_VERSION = 4
 class ToyWorldConfig:
     """How much of the toy world to draw, and from which seed."""
 
-    variant: Variant = field(default="distinct", metadata={"help": (
-        "'domains': six tasks from six visual domains (pattern, chart, clock, digit sum, colour "
+    variant: Variant = field(default="domains", metadata={"help": (
+        "'domains' (default): six tasks from six visual domains (pattern, chart, clock, digit sum, colour "
         "count, map marker), each a new skill over what the base model reads; 'domains-shared': the same six "
         "behind one instruction, the task shows only in the image; 'domains-base': the tiny model's "
         "pretraining mixture. The first world, a format-shift stress test on one image distribution: "
-        "'distinct' (default; six answer formats), 'shared-instruction' (the task shows only in a background tint), "
+        "'distinct' (six answer formats), 'shared-instruction' (the task shows only in a background tint), "
         "'base' (the first tiny model's mixture).")})
     train_per_task: int = field(default=1000, metadata={"help": "Training samples drawn per task."})
     test_per_task: int = field(default=200, metadata={"help": "Test samples drawn per task."})
