@@ -10,6 +10,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from citkit.errors import CitkitError
 
@@ -186,16 +187,22 @@ def cmd_model_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_methods(args: argparse.Namespace) -> int:
+def _print_methods(registry: Any) -> int:
+    """Each registered method's first docstring line and its options with defaults and help."""
     from citkit.config import describe
-    from citkit.methods import METHODS
 
-    for name in METHODS.names():
-        cls = METHODS.get(name)
+    for name in registry.names():
+        cls = registry.get(name)
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         for option, default, help_ in describe(cls.config_class):
             print(f"    method.{option} (default {default}): {help_}")
     return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from citkit.methods import METHODS
+
+    return _print_methods(METHODS)
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
@@ -317,14 +324,8 @@ def cmd_cil_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_cil_methods(args: argparse.Namespace) -> int:
     from citkit.cil.methods import CIL_METHODS
-    from citkit.config import describe
 
-    for name in CIL_METHODS.names():
-        cls = CIL_METHODS.get(name)
-        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
-        for option, default, help_ in describe(cls.config_class):
-            print(f"    method.{option} (default {default}): {help_}")
-    return 0
+    return _print_methods(CIL_METHODS)
 
 
 def _add_cil_arguments(parser: argparse.ArgumentParser) -> None:

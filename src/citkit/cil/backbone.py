@@ -22,6 +22,7 @@ from transformers.utils import ModelOutput
 
 from citkit.cil.stream import ImageTransform
 from citkit.errors import ConfigError, ModelLoadError
+from citkit.models.lora import check_adapter_settings
 
 TINY = "tiny"
 
@@ -43,12 +44,7 @@ class ViTAdapterConfig:
         "fc1, fc2).")})
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"adapter.rank must be >= 1, got {self.rank}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ConfigError("adapter.target_modules is empty; name at least one linear layer, e.g. q_proj")
+        check_adapter_settings(self.rank, self.dropout, self.target_modules)
 
     def lora_config(self, rank: int | None = None) -> LoraConfig:
         return LoraConfig(r=rank or self.rank, lora_alpha=self.alpha * (rank or self.rank) / self.rank,

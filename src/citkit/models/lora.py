@@ -18,6 +18,16 @@ from citkit.models.families import family_of, projector
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def check_adapter_settings(rank: int, dropout: float, target_modules: tuple[str, ...]) -> None:
+    """The checks every LoRA config shares (the language model's and the CIL ViT's)."""
+    if rank < 1:
+        raise ConfigError(f"adapter.rank must be >= 1, got {rank}")
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"adapter.dropout must be in [0, 1), got {dropout}")
+    if not target_modules:
+        raise ConfigError("adapter.target_modules is empty; name at least one linear layer, e.g. q_proj")
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """The LoRA every method builds on (He et al. 2023 / HiDe-LLaVA setting unless changed)."""
@@ -30,12 +40,7 @@ class AdapterConfig:
     train_projector: bool = field(default=False, metadata={"help": "Also train the vision-language projector."})
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"adapter.rank must be >= 1, got {self.rank}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ConfigError("adapter.target_modules is empty; name at least one linear layer, e.g. q_proj")
+        check_adapter_settings(self.rank, self.dropout, self.target_modules)
 
 
 def model_type(model: torch.nn.Module) -> str:
