@@ -26,9 +26,7 @@ from transformers import (
 from citkit.data.toy.scenes import CELL, IMAGE_SIZE
 from citkit.data.toy.tasks import answer_words
 from citkit.data.toy.world import ToyWorldConfig, draw, task_specs
-
-PAD, UNK, IMAGE, USER, ASSISTANT, END = "<pad>", "<unk>", "<image>", "<|user|>", "<|assistant|>", "<|end|>"
-SPECIAL_TOKENS = [PAD, UNK, IMAGE, USER, ASSISTANT, END]
+from citkit.models.tiny_tokenizer import IMAGE, SPECIAL_TOKENS, UNK, wrap_tokenizer
 
 # Roles become "<|user|> ... <|end|>"; an image part becomes one <image> placeholder, which the
 # processor expands to one token per vision feature (9 patches + CLS with the "full" strategy).
@@ -76,13 +74,7 @@ def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token=PAD, unk_token=UNK, eos_token=END,
-        extra_special_tokens={"image_token": IMAGE}, model_max_length=512,
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE, USER, ASSISTANT]})
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    return wrap_tokenizer(backend, CHAT_TEMPLATE)
 
 
 def build_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:

@@ -45,6 +45,17 @@ def world_corpus(seed: int = 0, per_task: int = 300) -> list[str]:
     return lines
 
 
+def wrap_tokenizer(backend: Tokenizer, chat_template: str) -> PreTrainedTokenizerFast:
+    """A tokenizers backend as the tiny model's tokenizer: its special tokens, image token and chat template."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=PAD, unk_token=UNK, eos_token=END,
+        extra_special_tokens={"image_token": IMAGE}, model_max_length=512,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE, USER, ASSISTANT]})
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 def train_byte_tokenizer(corpus: list[str], vocab_size: int = 768) -> PreTrainedTokenizerFast:
     """Byte-level BPE with single-digit pre-tokens, the tiny model's special tokens and chat template."""
     backend = Tokenizer(models.BPE())
@@ -56,13 +67,7 @@ def train_byte_tokenizer(corpus: list[str], vocab_size: int = 768) -> PreTrained
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     backend.train_from_iterator(sorted(corpus), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token=PAD, unk_token=UNK, eos_token=END,
-        extra_special_tokens={"image_token": IMAGE}, model_max_length=512,
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE, USER, ASSISTANT]})
-    tokenizer.chat_template = BYTE_CHAT_TEMPLATE
-    return tokenizer
+    return wrap_tokenizer(backend, BYTE_CHAT_TEMPLATE)
 
 
 def random_pieces(tokenizer: PreTrainedTokenizerFast, rng: np.random.Generator, count: int) -> str:
