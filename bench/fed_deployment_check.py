@@ -17,26 +17,15 @@ import time
 from pathlib import Path
 
 import torch
+from fed_simulation_check import config  # the same small federation (this folder is on sys.path)
 
-from citkit.config import from_dict
-from citkit.data.streams import StreamConfig, load_stream
 from citkit.eval.matrix import AccuracyMatrix
-from citkit.federated import FedRunConfig
 from citkit.federated.apps import config_to_json
 from citkit.federated.runner import run
 from citkit.io import load_tensors
 
 APP = Path(__file__).resolve().parent.parent / "examples" / "federated-deployment"
 BIN = Path(sys.executable).parent
-
-
-def config(runs: Path, name: str) -> FedRunConfig:
-    toy = {"train_per_task": 40, "test_per_task": 8}
-    tasks = load_stream(from_dict(StreamConfig, {"toy": toy}), runs / "_data").task_names[:2]
-    return from_dict(FedRunConfig, {
-        "run": {"method": "lora-ft", "runs_dir": str(runs), "name": name, "stream": {"toy": toy, "tasks": tasks},
-                "train": {"batch_size": 8, "lr": 0.005, "progress": False}},
-        "federated": {"num_clients": 3, "clients_per_round": 2, "rounds_per_stage": 1, "local_epochs": 3.0}})
 
 
 def main() -> None:
