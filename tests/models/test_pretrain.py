@@ -3,6 +3,7 @@
 import pytest
 from safetensors.torch import load_file
 
+from citkit.errors import CitkitError
 from citkit.models.pretrain import PretrainConfig, QualityGateError, pretrain_tiny
 from citkit.models.tiny import TinyModelConfig
 
@@ -22,3 +23,18 @@ def test_quality_gate_refuses_a_weak_model_and_saves_nothing(tmp_path) -> None:
     with pytest.raises(QualityGateError, match="below the quality gate"):
         pretrain_tiny(PretrainConfig(**SMALL, quality_gate=90.0), tmp_path / "weak", progress=False)
     assert not (tmp_path / "weak").exists()
+
+
+def test_world_chooses_tokenizer_and_mixture_and_vocab_size_sizes_the_byte_tokenizer(tmp_path) -> None:
+    from citkit.models.loading import load_processor
+
+    pretrain_tiny(PretrainConfig(**SMALL, world="format-shift", quality_gate=0.0), tmp_path / "v1", progress=False)
+    words = load_processor(tmp_path / "v1").tokenizer
+    assert "circle" in words.get_vocab() and words("zebra", add_special_tokens=False)["input_ids"] == [
+        words.unk_token_id]  # closed word-level vocabulary of the first world
+    quality = pretrain_tiny(PretrainConfig(**SMALL, vocab_size=300, quality_gate=0.0), tmp_path / "v2",
+                            progress=False)
+    assert "read-clock" in quality["scores"] and "cell" not in quality["scores"]  # the domain world's mixture
+    assert 290 <= len(load_processor(tmp_path / "v2").tokenizer) <= 310
+    with pytest.raises(CitkitError, match="pretrain world 'nope' is unknown"):
+        PretrainConfig(world="nope")
