@@ -73,18 +73,23 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "stream"
 
 
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Set each `--set NAME=VALUE` in `data`; `method.X` goes to the method's options (`method_options.X`)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] == "method" and len(path) > 1:
+            path = ["method_options", *path[1:]]
+        set_path(data, path, value)
+    return data
+
+
 def build_run_config(base: dict[str, Any] | None = None, overrides: list[str] = (), **top: Any) -> RunConfig:
     """A RunConfig from a dict (e.g. a YAML preset), `--set` overrides and top-level keyword values."""
     data: dict[str, Any] = dict(base or {})
     for key, value in top.items():
         if value is not None:
             data[key] = value
-    for text in overrides:
-        path, value = parse_override(text)
-        if path[0] == "method" and len(path) > 1:
-            path = ["method_options", *path[1:]]
-        set_path(data, path, value)
-    return from_dict(RunConfig, data)
+    return from_dict(RunConfig, apply_overrides(data, overrides))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

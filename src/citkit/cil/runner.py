@@ -244,18 +244,14 @@ def build_cil_config(base: dict[str, Any] | None = None, overrides: list[str] | 
                      **top: Any) -> CILRunConfig:
     """A CILRunConfig from a dict (a YAML file), `--set` overrides (`method.X` for the method's options) and
     top-level values."""
-    from citkit.config import parse_override, set_path
+    from citkit.config import set_path
+    from citkit.run_config import apply_overrides
 
     data: dict[str, Any] = dict(base or {})
     for key, value in top.items():
         if value is not None:
             set_path(data, key.split("."), value)
-    for text in overrides:
-        path, value = parse_override(text)
-        if path[0] == "method" and len(path) > 1:
-            path = ["method_options", *path[1:]]
-        set_path(data, path, value)
-    return from_dict(CILRunConfig, data)
+    return from_dict(CILRunConfig, apply_overrides(data, overrides))
 
 
 def load_run_model(run_dir: str | Path, stage: int | None = None) -> tuple[ViTClassifier, CILMethod, CILStream]:
