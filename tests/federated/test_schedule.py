@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from citkit.data.streams import packaged_streams
 from citkit.errors import ConfigError
 from citkit.federated.config import FederatedConfig
-from citkit.federated.schedule import build_schedule, generate_heterogeneous
+from citkit.federated.schedule import (
+    Schedule,
+    Unit,
+    build_schedule,
+    generate_heterogeneous,
+    packaged_schedules,
+    read_schedule_file,
+    schedule_units,
+)
 
 TASKS = ["t0", "t1", "t2", "t3", "t4", "t5"]
 
@@ -55,3 +65,41 @@ def test_schedule_file_is_the_declarative_form(tmp_path: Path) -> None:
     path.write_text("stages:\n" + "  - [t0]\n" * 6)
     with pytest.raises(ConfigError, match="in no stage"):
         build_schedule(FederatedConfig(setting="heterogeneous", schedule_file=str(path)), TASKS, seed=0)
+
+
+def packaged_stream_tasks(name: str) -> list[str]:
+    """A packaged stream's task names, read from its definition (no data needed)."""
+    spec = yaml.safe_load(packaged_streams()[name].read_text(encoding="utf-8"))
+    return [t["name"] for t in spec["tasks"]]
+
+
+@pytest.mark.parametrize("stream", ["fcit-task", "fcit-capability"])
+def test_packaged_fcit_schedules_load_and_are_square(stream: str) -> None:
+    tasks = packaged_stream_tasks(stream)
+    path = packaged_schedules()[stream]
+    assert sorted(schedule_units(path)) == sorted(tasks)
+    stages = read_schedule_file(path, tasks)
+    assert len(stages) == len(tasks) and all(len(s) == 5 for s in stages)  # 5 sampled clients a round
+    schedule = build_schedule(FederatedConfig(setting="heterogeneous"), tasks, seed=0, stream=stream)
+    assert schedule.stages == stages and "FCIT authors" in schedule.source
+
+
+def test_packaged_task_schedule_first_stage_is_the_authors() -> None:
+    """The spec: their task-related first stage holds tasks 2, 3, 5, 6, 7 (1-based) and not task 1."""
+    tasks = packaged_stream_tasks("fcit-task")
+    stages = read_schedule_file(packaged_schedules()["fcit-task"], tasks)
+    assert set(stages[0]) == {tasks[i - 1] for i in (2, 3, 5, 6, 7)} and tasks[0] not in stages[0]
+    assert stages[1].count("super-clevr") == 2  # a repeated entry is a larger share of the clients
+    held = Schedule(tuple(Unit(t, (t,)) for t in tasks), stages).client_units(1, 10, seed=0)
+    assert held.count("super-clevr") == 4 and held.count("ocr-vqa") == 2
+
+
+def test_schedule_file_wins_and_other_streams_use_the_generator(tmp_path: Path) -> None:
+    tasks = packaged_stream_tasks("fcit-task")
+    path = tmp_path / "mine.yaml"
+    path.write_text("stages:\n" + "".join(f"  - [{t}]\n" for t in tasks))
+    mine = build_schedule(FederatedConfig(setting="heterogeneous", schedule_file=str(path)), tasks, 0, "fcit-task")
+    assert mine.stages == tuple((t,) for t in tasks)
+    for stream, names in (("toy", tasks), ("fcit-task", tasks[:4])):  # another stream; a subset of the tasks
+        schedule = build_schedule(FederatedConfig(setting="heterogeneous"), names, 0, stream)
+        assert schedule.stages == generate_heterogeneous(names, 3, seed=0) and "generator" in schedule.source

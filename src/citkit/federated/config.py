@@ -51,10 +51,12 @@ class FederatedConfig:
         "stream's tasks.")})
     schedule_file: str | None = field(default=None, metadata={"help": (
         "YAML of the heterogeneous stages: `stages: [[unit, ...], ...]`, one list per stage of the units "
-        "its clients hold (as the FCIT authors' per-stage lists). Default: the seeded generator.")})
+        "its clients hold (as the FCIT authors' per-stage lists; a unit listed twice gets twice the clients). "
+        "Default: the FCIT authors' own lists for the packaged fcit-task and fcit-capability streams "
+        "(configs/streams/schedules/), the seeded generator for any other stream.")})
     units_per_stage: int = field(default=3, metadata={"help": (
-        "Heterogeneous generator: units present in each stage (stage s always holds unit s plus others, "
-        "past or future, drawn with the run's seed).")})
+        "Heterogeneous generator (streams without packaged lists, no schedule_file): units present in each "
+        "stage (stage s always holds unit s plus others, past or future, drawn with the run's seed).")})
     strategy: str = field(default="fedavg", metadata={"help": (
         "Server strategy from Flower's flwr.serverapp.strategy: fedavg, fedavgm, fedadam, fedadagrad, fedyogi, "
         "fedprox, fedmedian, fedtrimmedavg (see `citkit fed strategies`). DISCO aggregates per subspace "

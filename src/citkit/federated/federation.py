@@ -46,7 +46,8 @@ class Federation:
         self.processor = load_processor(self.model_path, run.model.trust_remote_code)
         self.cache = EncodingCache(SampleEncoder(self.processor), max_items=run.stream.cache_items)
         self.tasks = [TaskData(task, i, self.cache) for i, task in enumerate(self.stream.tasks)]
-        self.schedule: Schedule = build_schedule(config.federated, self.stream.task_names, run.seed)
+        self.schedule: Schedule = build_schedule(config.federated, self.stream.task_names, run.seed,
+                                                 self.stream.name)
         self._splits: dict[int, list[list[Sample]]] = {}
         self._units: dict[int, list[str]] = {}
 
@@ -72,7 +73,7 @@ class Federation:
         held = self.client_units(stage)
         by_task = {t.name: t.train for t in self.stream.tasks}
         parts: list[list[Sample]] = [[] for _ in range(fed.num_clients)]
-        for unit in self.schedule.stages[stage]:
+        for unit in dict.fromkeys(self.schedule.stages[stage]):  # a unit listed twice is split once
             holders = [c for c, u in enumerate(held) if u == unit]
             samples = [s for task in self.schedule.unit(unit).tasks for s in by_task[task]]
             rng = np.random.default_rng([self.config.run.seed, stage, self.schedule.unit_names.index(unit), 3])

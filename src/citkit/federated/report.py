@@ -45,15 +45,20 @@ def finish_federated(run_dir: FederatedRunDirectory, config: FedRunConfig, feder
     return metrics
 
 
+def stage_entries(units: tuple[str, ...]) -> str:
+    """'a, b x2': a stage's units, with the shares of a unit listed more than once."""
+    return ", ".join(f"{u} x{units.count(u)}" if units.count(u) > 1 else u for u in dict.fromkeys(units))
+
+
 def federated_section(config: FedRunConfig, federation: Federation, metrics: dict[str, Any],
                       rounds: list[dict[str, Any]]) -> str:
     fed = config.federated
-    stages = "; ".join(f"{i + 1}: {', '.join(s)}" for i, s in enumerate(federation.schedule.stages))
+    stages = "; ".join(f"{i + 1}: {stage_entries(s)}" for i, s in enumerate(federation.schedule.stages))
     lines = ["## Federation", "",
              f"{fed.num_clients} clients, {fed.clients_per_round} per round, {fed.rounds_per_stage} rounds per stage, "
              f"{fed.local_epochs:g} local epoch(s); {fed.partition} split, beta {fed.beta:g}; {fed.setting} setting, "
              f"{fed.scenario} scenario; strategy {fed.strategy} {fed.strategy_options or ''}.", "",
-             f"Stages (units held by their clients): {stages}.", "",
+             f"Stages (units held by their clients; from {federation.schedule.source}): {stages}.", "",
              f"FCIT Last (mean over units met so far, after the last stage): {fmt(metrics['fcit_last'])}; "
              f"FCIT Avg (that mean averaged over stages): {fmt(metrics['fcit_avg'])}.", "",
              f"Bytes sent to clients {metrics['bytes_down']:,} and received {metrics['bytes_up']:,}; sending the "

@@ -5,12 +5,15 @@
 - homogeneous: stage s holds unit s only, on every client.
 - heterogeneous: stage s holds several units, past and future ones, recurring; each client of the stage
   holds one of them. The stages come from a YAML file (`stages: [[unit, ...], ...]`, the form of the
-  FCIT authors' hard-coded per-stage lists) or from a seeded generator.
+  FCIT authors' hard-coded per-stage lists; a unit listed twice gets twice the clients), by default for
+  the packaged FCIT streams from the authors' own lists (`configs/streams/schedules/<stream>.yaml`), else
+  from a seeded generator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +33,12 @@ class Unit:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Units (the accuracy matrix's columns) and, per stage, the units its clients hold."""
+    """Units (the accuracy matrix's columns) and, per stage, the units its clients hold (a unit listed
+    k times holds k shares of the stage's clients)."""
 
     units: tuple[Unit, ...]
     stages: tuple[tuple[str, ...], ...]
+    source: str = "homogeneous"  # where the stages came from: a file, the packaged lists, the generator
 
     @property
     def unit_names(self) -> list[str]:
@@ -48,8 +53,9 @@ class Schedule:
         return [u for u in self.unit_names if u in seen]
 
     def client_units(self, stage: int, num_clients: int, seed: int) -> list[str]:
-        """The unit each client holds in `stage`: the stage's units dealt round-robin over a seeded
-        permutation of the clients, so every unit has ceil or floor(C / units) clients."""
+        """The unit each client holds in `stage`: the stage's entries dealt round-robin over a seeded
+        permutation of the clients, so every entry has ceil or floor(C / entries) clients (a unit listed
+        twice, twice that)."""
         units = self.stages[stage]
         order = np.random.default_rng([seed, stage, 7]).permutation(num_clients)
         held = [""] * num_clients
@@ -77,18 +83,43 @@ def capability_units(groups: tuple[str, ...], tasks: list[str]) -> tuple[Unit, .
     return tuple(units)
 
 
-def build_schedule(config: FederatedConfig, tasks: list[str], seed: int) -> Schedule:
-    """The schedule of a run: units from the scenario, stages from the setting."""
+def build_schedule(config: FederatedConfig, tasks: list[str], seed: int, stream: str = "") -> Schedule:
+    """The schedule of a run: units from the scenario, stages from the setting. Heterogeneous stages come
+    from `config.schedule_file`, else from the packaged lists of `stream` (the FCIT authors' own, for
+    fcit-task and fcit-capability) when its units are those lists' units, else from the generator; the
+    report says which (`Schedule.source`)."""
     units = (tuple(Unit(t, (t,)) for t in tasks) if config.scenario == "task"
              else capability_units(config.capability_groups, tasks))
     names = [u.name for u in units]
     if config.setting == "homogeneous":
         return Schedule(units, tuple((n,) for n in names))
     if config.schedule_file:
-        stages = read_schedule_file(Path(config.schedule_file), names)
-    else:
-        stages = generate_heterogeneous(names, config.units_per_stage, seed)
-    return Schedule(units, stages)
+        return Schedule(units, read_schedule_file(Path(config.schedule_file), names), config.schedule_file)
+    packaged = packaged_schedules().get(stream)
+    if packaged is not None and set(schedule_units(packaged)) == set(names):  # not with a subset of the tasks
+        return Schedule(units, read_schedule_file(packaged, names), f"the FCIT authors' lists ({packaged.name})")
+    return Schedule(units, generate_heterogeneous(names, config.units_per_stage, seed),
+                    f"generator (units_per_stage={config.units_per_stage}, seed {seed})")
+
+
+def packaged_schedules() -> dict[str, Path]:
+    """Heterogeneous schedules shipped with citkit, by the name of the stream they belong to."""
+    folder = resources.files("citkit") / "configs" / "streams" / "schedules"
+    if not folder.is_dir():
+        return {}
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def schedule_units(path: Path) -> list[str]:
+    """The unit names a schedule file mentions, in order of first mention."""
+    stages = _raw_stages(path)
+    names = [u for stage in stages if isinstance(stage, list) for u in stage] if isinstance(stages, list) else []
+    return list(dict.fromkeys(str(u) for u in names))
+
+
+def _raw_stages(path: Path) -> object:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return data.get("stages") if isinstance(data, dict) else None
 
 
 def generate_heterogeneous(units: list[str], per_stage: int, seed: int) -> tuple[tuple[str, ...], ...]:
@@ -105,11 +136,11 @@ def generate_heterogeneous(units: list[str], per_stage: int, seed: int) -> tuple
 
 
 def read_schedule_file(path: Path, units: list[str]) -> tuple[tuple[str, ...], ...]:
-    """`stages:` a list (one per unit: the matrix is square) of non-empty lists of unit names."""
+    """`stages:` a list (one per unit: the matrix is square) of non-empty lists of unit names. Each stage
+    comes back in unit order, a unit repeated as often as it is listed (its share of the clients)."""
     if not path.is_file():
         raise ConfigError(f"federated.schedule_file {path} not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    stages = data.get("stages") if isinstance(data, dict) else None
+    stages = _raw_stages(path)
     if not isinstance(stages, list) or len(stages) != len(units):
         raise ConfigError(f"{path}: 'stages' must list {len(units)} stages (one per unit: {', '.join(units)}), "
                           f"got {len(stages) if isinstance(stages, list) else stages!r}")
@@ -118,7 +149,7 @@ def read_schedule_file(path: Path, units: list[str]) -> tuple[tuple[str, ...], .
         if not isinstance(stage, list) or not stage or any(u not in units for u in stage):
             raise ConfigError(f"{path} stage {i}: expected a non-empty list of units from {', '.join(units)}, "
                               f"got {stage!r}")
-        out.append(tuple(u for u in units if u in stage))
+        out.append(tuple(u for u in units for _ in range(stage.count(u))))
     if {u for s in out for u in s} != set(units):
         missing = sorted(set(units) - {u for s in out for u in s})
         raise ConfigError(f"{path}: unit {missing[0]!r} is in no stage; every unit must be trained once")
