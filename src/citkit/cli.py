@@ -94,11 +94,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise CitkitError(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
-        folder = compare_seeds(_config_from_args(args), methods, seeds)
+        folder = compare_seeds(_config_from_args(args), methods, _parse_seeds(args.seeds))
         print((folder / "compare.md").read_text())
         print(f"wrote {folder / 'compare.md'} and {folder / 'compare.csv'} (one compare folder per seed beside it)")
         return 0
@@ -106,6 +102,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print((folder / "compare.md").read_text())
     print(f"wrote {folder / 'compare.md'}, {folder / 'compare.csv'} and {folder / 'compare.png'}")
     return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CitkitError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -256,14 +259,32 @@ def cmd_analyze_blocks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fed_run(args: argparse.Namespace) -> int:
-    from citkit.federated import run
-    from citkit.federated.commands import fed_config, result_text, split_overrides
+def _fed_config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from citkit.federated.commands import FLAGS, fed_config, split_overrides
 
     args.set, federated = split_overrides(args.set)
-    flags = {k: getattr(args, k) for k in ("clients", "clients_per_round", "rounds", "local_epochs", "beta",
-                                           "setting", "scenario", "strategy", "partition")}
-    print(result_text(run(fed_config(_config_from_args(args), federated, flags), backend=args.backend)))
+    return fed_config(_config_from_args(args), federated, {k: getattr(args, k) for k in FLAGS})
+
+
+def cmd_fed_run(args: argparse.Namespace) -> int:
+    from citkit.federated import run
+    from citkit.federated.commands import result_text
+
+    print(result_text(run(_fed_config_from_args(args), backend=args.backend)))
+    return 0
+
+
+def cmd_fed_compare(args: argparse.Namespace) -> int:
+    from citkit.federated.compare import fed_compare, fed_compare_seeds
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    config = _fed_config_from_args(args)
+    if args.seeds:
+        folder = fed_compare_seeds(config, methods, _parse_seeds(args.seeds), backend=args.backend)
+    else:
+        folder = fed_compare(config, methods, backend=args.backend)
+    print((folder / "compare.md").read_text())
+    print(f"wrote {folder / 'compare.md'} and {folder / 'compare.csv'}")
     return 0
 
 
@@ -340,6 +361,21 @@ def _add_cil_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=(
         "any setting: data.*, model.*, adapter.*, train.*, method.NAME (see `citkit cil methods`)"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+
+
+def _add_fed_arguments(p: argparse.ArgumentParser) -> None:
+    _add_run_arguments(p)
+    p.add_argument("--clients", type=int, help="federated.num_clients (default 10)")
+    p.add_argument("--clients-per-round", type=int, help="federated.clients_per_round (default 3)")
+    p.add_argument("--rounds", type=int, help="federated.rounds_per_stage (default 3)")
+    p.add_argument("--local-epochs", type=float, help="federated.local_epochs (default 1)")
+    p.add_argument("--beta", type=float, help="federated.beta, Dirichlet concentration (default 1.0)")
+    p.add_argument("--setting", help="federated.setting: homogeneous or heterogeneous")
+    p.add_argument("--scenario", help="federated.scenario: task or capability")
+    p.add_argument("--partition", help="federated.partition: dirichlet or answer-skew")
+    p.add_argument("--strategy", help="federated.strategy (see `citkit fed strategies`)")
+    p.add_argument("--backend", choices=["in-process", "simulation"], default="in-process",
+                   help="in-process (default) or Flower's simulation engine (Ray; pip install 'citkit[simulation]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,19 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = fed.add_parser("run", help="run a stream over federated clients (in-process Flower apps)",
                        epilog=_run_settings_help() + "\n\n" + settings_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_run_arguments(p)
-    p.add_argument("--clients", type=int, help="federated.num_clients (default 10)")
-    p.add_argument("--clients-per-round", type=int, help="federated.clients_per_round (default 3)")
-    p.add_argument("--rounds", type=int, help="federated.rounds_per_stage (default 3)")
-    p.add_argument("--local-epochs", type=float, help="federated.local_epochs (default 1)")
-    p.add_argument("--beta", type=float, help="federated.beta, Dirichlet concentration (default 1.0)")
-    p.add_argument("--setting", help="federated.setting: homogeneous or heterogeneous")
-    p.add_argument("--scenario", help="federated.scenario: task or capability")
-    p.add_argument("--partition", help="federated.partition: dirichlet or answer-skew")
-    p.add_argument("--strategy", help="federated.strategy (see `citkit fed strategies`)")
-    p.add_argument("--backend", choices=["in-process", "simulation"], default="in-process",
-                   help="in-process (default) or Flower's simulation engine (Ray; pip install 'citkit[simulation]')")
+    _add_fed_arguments(p)
     p.set_defaults(func=cmd_fed_run)
+    p = fed.add_parser("compare", help="several federated runs (methods, strategies, settings) in one table",
+                       epilog=_run_settings_help() + "\n\n" + settings_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", required=True, help=(
+        "comma-separated entries METHOD[:OPTION=VALUE...]; options federated.NAME=VALUE change that entry's "
+        "federation, e.g. lora-ft,disco,disco:federated.setting=heterogeneous,lora-ft:federated.strategy=fedprox"))
+    p.add_argument("--seeds", default=None, help="comma-separated seeds: one table of mean ± sd over them")
+    _add_fed_arguments(p)
+    p.set_defaults(func=cmd_fed_compare)
     p = fed.add_parser("resume", help="continue an interrupted federated run after its last finished stage")
     p.add_argument("run_dir")
     p.add_argument("--quiet", action="store_true")

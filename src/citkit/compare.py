@@ -16,7 +16,8 @@ import io
 import math
 import re
 import statistics
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +46,25 @@ class MethodRow:
     stored_parameters: int
     train_seconds_per_task: float | None
     inference_ms_per_sample: float | None
+    extra: dict[str, Any] = field(default_factory=dict)  # columns after the metrics (a federated run's)
 
     def cells(self) -> dict[str, Any]:
         metrics = self.result.metrics.as_dict()
-        return {"method": self.method, **{METRIC_LABELS[k]: v for k, v in metrics.items()},
+        return {"method": self.method, **{METRIC_LABELS[k]: v for k, v in metrics.items()}, **self.extra,
                 "trainable params": self.trainable_parameters, "stored params": self.stored_parameters,
                 "train s/task": self.train_seconds_per_task, "inference ms/sample": self.inference_ms_per_sample}
 
 
-def method_row(method: str, result: RunResult) -> MethodRow:
+def method_row(method: str, result: RunResult, extra: dict[str, Any] | None = None) -> MethodRow:
+    """A run directory's line: metrics from `result`, sizes and timings from its tasks.json (one entry per
+    task, or per stage of a federated run)."""
     tasks_path = result.run_dir / "tasks.json"
     tasks = read_json(tasks_path) if tasks_path.exists() else []
     if not tasks:  # zero-shot: nothing trained, nothing stored
-        return MethodRow(method, result, 0, 0, None, None)
+        return MethodRow(method, result, 0, 0, None, None, extra or {})
     return MethodRow(method, result, max(t["trainable_parameters"] for t in tasks), tasks[-1]["stored_parameters"],
                      sum(t["train_seconds"] for t in tasks) / len(tasks),
-                     1000 * sum(t["eval_seconds_per_sample"] for t in tasks) / len(tasks))
+                     1000 * sum(t["eval_seconds_per_sample"] for t in tasks) / len(tasks), extra or {})
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,18 @@ def compare(config: RunConfig, methods: list[str]) -> Path:
         raise ConfigError(f"compare: an entry is listed twice in {labels}")
     run_configs = [e.run_config(config) for e in entries]  # every entry is checked before anything runs
     rows = [method_row(e.label, run(c)) for e, c in zip(entries, run_configs, strict=True)]
+    return write_comparison(rows, compare_folder(config))
+
+
+def compare_folder(config: RunConfig, seeds: list[int] | None = None, prefix: str = "compare") -> Path:
+    """`<runs_dir>/<prefix>-<stream>-seed<seed>`, or `...-seeds<a>-<b>-...` for a table over seeds."""
     stream = safe_name(stream_title(config.stream.name))
-    folder = Path(config.runs_dir) / f"compare-{stream}-seed{config.seed}"
+    tail = f"seeds{'-'.join(map(str, seeds))}" if seeds is not None else f"seed{config.seed}"
+    return Path(config.runs_dir) / f"{prefix}-{stream}-{tail}"
+
+
+def write_comparison(rows: list[MethodRow], folder: Path) -> Path:
+    """compare.md, compare.csv and compare.png of `rows` in `folder`."""
     write_tables(rows, folder)
     plot_comparison(rows, folder / "compare.png")
     return folder
@@ -117,11 +131,15 @@ def compare_seeds(config: RunConfig, methods: list[str], seeds: list[int]) -> Pa
     Numbers are deterministic for one seed on one machine with one thread count and torch build; across
     machines they are not, which is why results are reported as seed means. Returns
     `<runs_dir>/compare-<stream>-seeds<a>-<b>-...` holding compare.md and compare.csv (mean and sd columns)."""
+    return over_seeds(seeds, lambda seed: compare(replace(config, seed=seed), methods), compare_folder(config, seeds))
+
+
+def over_seeds(seeds: list[int], compare_one: Callable[[int], Path], folder: Path) -> Path:
+    """Run `compare_one(seed)` (it returns a folder holding compare.csv) for every seed, then write the
+    mean +- sd table of those tables into `folder`."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"compare: seeds must be distinct and at least one, got {seeds}")
-    tables = [read_csv_rows(compare(replace(config, seed=seed), methods) / "compare.csv") for seed in seeds]
-    stream = safe_name(stream_title(config.stream.name))
-    folder = Path(config.runs_dir) / f"compare-{stream}-seeds{'-'.join(map(str, seeds))}"
+    tables = [read_csv_rows(compare_one(seed) / "compare.csv") for seed in seeds]
     write_seed_tables(tables, seeds, folder)
     return folder
 

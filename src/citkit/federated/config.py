@@ -107,8 +107,12 @@ class FedRunConfig:
     def run_name(self) -> str:
         if self.run.name:
             return self.run.name
-        return self.run.default_name(f"fed-{self.run.method}-{self.federated.strategy}-{self.federated.setting}"
-                                     f"-{self.federated.scenario}-b{self.federated.beta:g}")
+        return self.run.default_name(self.default_label())
+
+    def default_label(self, method: str = "") -> str:
+        """`fed-<method>-<strategy>-<setting>-<scenario>-b<beta>`, the middle of a default run name."""
+        fed = self.federated
+        return f"fed-{method or self.run.method}-{fed.strategy}-{fed.setting}-{fed.scenario}-b{fed.beta:g}"
 
     @property
     def run_dir(self):  # type: ignore[no-untyped-def]
