@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="comma-separated seeds: one table of mean ± sd over them")
     _add_fed_arguments(p)
     p.set_defaults(func=cmd_fed_compare)
-    p = fed.add_parser("resume", help="continue an interrupted federated run after its last finished stage")
+    p = fed.add_parser("resume", help="continue an interrupted federated run after its last finished round")
     p.add_argument("run_dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fed_resume)

@@ -57,6 +57,10 @@ class FederatedConfig:
     units_per_stage: int = field(default=3, metadata={"help": (
         "Heterogeneous generator (streams without packaged lists, no schedule_file): units present in each "
         "stage (stage s always holds unit s plus others, past or future, drawn with the run's seed).")})
+    checkpoint_rounds: bool = field(default=True, metadata={"help": (
+        "Checkpoint the server after every round (global model, strategy and method state, the clients' "
+        "states in-process), so a killed run resumes after its last finished round, not at the start of "
+        "its stage. Only the last round's checkpoint is kept; false saves the writes (stage checkpoints only).")})
     strategy: str = field(default="fedavg", metadata={"help": (
         "Server strategy from Flower's flwr.serverapp.strategy: fedavg, fedavgm, fedadam, fedadagrad, fedyogi, "
         "fedprox, fedmedian, fedtrimmedavg (see `citkit fed strategies`). DISCO aggregates per subspace "

@@ -8,7 +8,8 @@ For each stage s (`FederatedServer.run`, called by the ServerApp's main with a F
         strategy.configure_train -> messages (arrays: what clients may change; frozen: the rest)
         grid.send_and_receive -> replies; error replies are counted and logged, the others aggregated
         strategy.aggregate_train -> new tensors of the global model; method coordinator (DISCO) updates
-    evaluate the global model on every task's test set -> matrix row s + 1; checkpoint
+        checkpoint the round (global model, strategy and method state, clients' states, random generators)
+    evaluate the global model on every task's test set -> matrix row s + 1; checkpoint the stage
 
 The run directory is written as for a centralised run (matrix, predictions, checkpoints, report), plus
 `rounds.json` (clients sampled, replied, failed, bytes each way per round).
@@ -30,8 +31,8 @@ from citkit.eval.matrix import AccuracyMatrix
 from citkit.federated.federation import ClientWorker, Federation, full_state
 from citkit.federated.local_methods import changeable_keys
 from citkit.federated.payload import from_record, record_bytes, tensor_bytes, to_record
-from citkit.federated.rundir import FederatedRunDirectory
-from citkit.federated.strategies import build_strategy
+from citkit.federated.rundir import FederatedRunDirectory, RoundCheckpoint, rng_state, set_rng_state
+from citkit.federated.strategies import build_strategy, load_strategy_state, strategy_state
 from citkit.runner import evaluate_row
 
 logger = get_logger(__name__)
@@ -69,14 +70,39 @@ class FederatedServer:
             keys = changeable_keys(self.worker.method, model)
             strategy = build_strategy(self.fed.strategy, self.fed.strategy_options,
                                       per_key=self.coordinator is not None)
-            start = time.perf_counter()
-            steps = 0
-            for round_index in range(self.fed.rounds_per_stage):
-                steps += self._round(grid, strategy, stage, round_index, keys)
-            self._finish_stage(stage, time.perf_counter() - start, steps)
+            progress: dict[str, Any] = {"steps": 0, "seconds": 0.0}  # of the stage so far
+            first_round = 0
+            checkpoint = self.run_dir.load_round(stage) if self.run_dir.resuming and stage == done else None
+            if checkpoint is not None:
+                first_round, progress = self._resume_round(checkpoint, strategy), checkpoint.info
+            for round_index in range(first_round, self.fed.rounds_per_stage):
+                start = time.perf_counter()
+                progress["steps"] += self._round(grid, strategy, stage, round_index, keys)
+                progress["seconds"] += time.perf_counter() - start
+                if self.fed.checkpoint_rounds:
+                    self.run_dir.save_round(RoundCheckpoint(
+                        stage, round_index, self.state, strategy_state(strategy),
+                        self.coordinator.state() if self.coordinator is not None else ({}, {}),
+                        self.client_store.dump() if self.client_store is not None else {}, progress, rng_state()))
+            self._finish_stage(stage, progress["seconds"], progress["steps"])
+            self.run_dir.clear_rounds()  # the stage's checkpoint and matrix row supersede them
             if self.stop_after is not None and stage + 1 >= self.stop_after:
                 break
         return self.matrix
+
+    def _resume_round(self, checkpoint: RoundCheckpoint, strategy: Any) -> int:
+        """Continue a stage after its last checkpointed round; returns the round to run next."""
+        self.state = dict(checkpoint.state)
+        load_strategy_state(strategy, checkpoint.strategy)
+        if self.coordinator is not None:
+            self.coordinator.load_state(checkpoint.method)
+        if self.client_store is not None:
+            self.client_store.load(checkpoint.clients)
+        set_rng_state(checkpoint.rng)
+        self.rounds, _, _ = self.run_dir.read_logs(checkpoint.stage, checkpoint.round_index + 1)
+        logger.info(f"resuming {self.run_dir.path} at stage {checkpoint.stage + 1}, after round "
+                    f"{checkpoint.round_index + 1}")
+        return checkpoint.round_index + 1
 
     def _start(self) -> int:
         """Row 0 (base model) for a new run; the last finished stage's state for a resumed one."""

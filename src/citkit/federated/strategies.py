@@ -5,7 +5,8 @@ the strategy a grid showing only those (`grid.NodeSubset`), so every strategy is
 `fraction_train=1.0`; server-side federated evaluation is off (the server scores the global model on the
 test sets after each stage). A strategy is built afresh for each stage: the server optimisers' state
 (FedAvgM momentum, FedAdam moments) lives within a stage, where the set of trainable tensors is fixed (a
-new O-LoRA adapter changes it), and a run resumed at a stage boundary is then exact.
+new O-LoRA adapter changes it), and a run resumed at a stage boundary is then exact. Inside a stage, that
+state is saved with every round checkpoint (`strategy_state`) so a run resumed at a round is exact too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import torch
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import (
     FedAdagrad,
@@ -72,6 +74,43 @@ def build_strategy(name: str, options: dict[str, Any], per_key: bool = False) ->
             raise ConfigError(f"per-subspace aggregation is FedAvg only, not {name!r}")
         return PerKeyFedAvg(**_FIXED)
     return cls(**_FIXED, **options)
+
+
+# What Flower's server optimisers carry from one round to the next: FedAvgM the previous global arrays and
+# the momentum, FedAdam/FedYogi/FedAdagrad the moments (and the arrays sent, reset by every configure_train).
+_STATE_ATTRIBUTES = ("current_arrays", "momentum_vector", "m_t", "v_t")
+
+
+def strategy_state(strategy: Strategy) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A strategy's state between rounds as tensors (`attribute/key`) and how to rebuild each attribute."""
+    tensors: dict[str, torch.Tensor] = {}
+    layout: dict[str, Any] = {}
+    for name in _STATE_ATTRIBUTES:
+        value = getattr(strategy, name, None)
+        if value is None:
+            continue
+        if isinstance(value, ArrayRecord):
+            kind, items = "record", {k: a.numpy() for k, a in value.items()}
+        elif isinstance(value, dict):
+            kind, items = "dict", value
+        else:  # FedAvgM's momentum: a list in the arrays' order
+            kind, items = "list", {str(i): v for i, v in enumerate(value)}
+        tensors |= {f"{name}/{k}": torch.from_numpy(np.array(v, copy=True)) for k, v in items.items()}
+        layout[name] = {"kind": kind, "keys": list(items)}
+    return tensors, layout
+
+
+def load_strategy_state(strategy: Strategy, state: tuple[dict[str, torch.Tensor], dict[str, Any]]) -> None:
+    """Put back what `strategy_state` saved, bit for bit."""
+    tensors, layout = state
+    for name, entry in layout.items():
+        items = {k: tensors[f"{name}/{k}"].numpy() for k in entry["keys"]}
+        if entry["kind"] == "record":
+            setattr(strategy, name, ArrayRecord({k: Array(v) for k, v in items.items()}))
+        elif entry["kind"] == "dict":
+            setattr(strategy, name, items)
+        else:
+            setattr(strategy, name, list(items.values()))
 
 
 class PerKeyFedAvg(FedAvg):
