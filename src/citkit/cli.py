@@ -180,10 +180,16 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _pretrain_defaults() -> Any:
+    from citkit.models.pretrain import PretrainConfig
+
+    return PretrainConfig()
+
+
 def cmd_model_pretrain(args: argparse.Namespace) -> int:
     from citkit.models.pretrain import PretrainConfig, pretrain_tiny
 
-    config = PretrainConfig(steps=args.steps, seed=args.seed)
+    config = PretrainConfig(world=args.world, steps=args.steps, seed=args.seed)
     quality = pretrain_tiny(config, args.out, progress=not args.quiet)
     print(f"wrote {args.out}: base-task scores {quality['scores']} (mean {quality['mean']:.1f}, "
           f"gate {quality['quality_gate']}), {quality['train_seconds']:.0f} s of training")
@@ -444,8 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                      required=True)
     p = model.add_parser("pretrain", help="build and pretrain the tiny toy model (quality-gated), save it")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=0)
+    recipe = _pretrain_defaults()
+    p.add_argument("--world", default=recipe.world, help="'domains' (the packaged tiny) or 'format-shift' (tiny-v1)")
+    p.add_argument("--steps", type=int, default=recipe.steps, help=f"full fine-tune steps (default {recipe.steps})")
+    p.add_argument("--seed", type=int, default=recipe.seed)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_model_pretrain)
 

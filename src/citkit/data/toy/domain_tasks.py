@@ -49,19 +49,29 @@ def _ask(rng: np.random.Generator, wordings: tuple[str, ...], **slots: str) -> s
 # --- the base mixture: reading each domain, under paraphrased instructions ---
 
 def read_cell(rng: np.random.Generator, background: int = 0) -> Drawn:
-    """Shapes or map: what is in one named cell."""
+    """Shapes or map: what is in one named cell; for shapes also its shape or colour alone, in one word."""
+    cell = int(rng.integers(9))
     if rng.random() < 0.5:
         picture = draw_shapes(rng)
-        cell = int(rng.integers(9))
         obj = next((o for o in picture.facts["objects"] if o[2] == POSITIONS[cell]), None)
-        answer = f"a {obj[0]} {obj[1]}" if obj else "nothing"
-    else:
-        picture = draw_map(rng)
-        cell = int(rng.integers(9))
-        answer = picture.facts["tiles"][cell]
+        part = rng.random()
+        if part < 0.5:
+            question = _ask(rng, ("what is in the {pos} cell ?", "what do you see in the {pos} cell ?",
+                                  "name what is in the {pos} cell ."), pos=POSITIONS[cell])
+            return picture.image, question, f"a {obj[0]} {obj[1]}" if obj else "nothing"
+        if part < 0.75:
+            question = _ask(rng, ("what shape is in the {pos} cell ? answer with one word .",
+                                  "which shape do you see in the {pos} cell ? answer with one word ."),
+                            pos=POSITIONS[cell])
+            return picture.image, question, obj[1] if obj else "nothing"
+        question = _ask(rng, ("what colour is the shape in the {pos} cell ? answer with one word .",
+                              "which colour does the {pos} cell hold ? answer with one word ."), pos=POSITIONS[cell])
+        return picture.image, question, obj[0] if obj else "nothing"
+    picture = draw_map(rng)
     question = _ask(rng, ("what is in the {pos} cell ?", "what do you see in the {pos} cell ?",
-                          "name what is in the {pos} cell ."), pos=POSITIONS[cell])
-    return picture.image, question, answer
+                          "what terrain is in the {pos} cell ?", "name the terrain of the {pos} cell ."),
+                    pos=POSITIONS[cell])
+    return picture.image, question, picture.facts["tiles"][cell]
 
 
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
@@ -86,9 +96,18 @@ def bar_height(rng: np.random.Generator, background: int = 0) -> Drawn:
     return picture.image, question, str(height)
 
 
+BAR_PLACES = ("left", "middle", "right")
+
+
 def list_bars(rng: np.random.Generator, background: int = 0) -> Drawn:
+    """The bars' colours, all of them or one named by its place."""
     picture = draw_bars(rng)
     colours = [c for c, _ in picture.facts["bars"]]
+    if rng.random() < 0.5:
+        place = int(rng.integers(3))
+        question = _ask(rng, ("what colour is the {place} bar ?", "which colour has the {place} bar ?"),
+                        place=BAR_PLACES[place])
+        return picture.image, question, colours[place]
     question = _ask(rng, ("list the bars from left to right .", "which bars does the chart show ?"))
     return picture.image, question, f"{colours[0]} , {colours[1]} and {colours[2]}"
 
@@ -107,11 +126,16 @@ def read_clock(rng: np.random.Generator, background: int = 0) -> Drawn:
 
 
 def describe_texture(rng: np.random.Generator, background: int = 0) -> Drawn:
-    """'red stripes on blue': the base sees the pattern; naming it alone is the continual task."""
+    """'red stripes on blue', or one of its colours in one word: naming the pattern alone is the continual task."""
     picture = draw_texture(rng)
     fg, bg = picture.facts["colours"]
-    question = _ask(rng, ("describe the pattern .", "what does the pattern look like ?"))
-    return picture.image, question, f"{fg} {picture.facts['pattern']} on {bg}"
+    part = rng.random()
+    if part < 0.6:
+        question = _ask(rng, ("describe the pattern .", "what does the pattern look like ?"))
+        return picture.image, question, f"{fg} {picture.facts['pattern']} on {bg}"
+    if part < 0.8:
+        return picture.image, "what colour is the background ? answer with one word .", bg
+    return picture.image, "in which colour is the pattern drawn ? answer with one word .", fg
 
 
 def find_marker(rng: np.random.Generator, background: int = 0) -> Drawn:
@@ -252,13 +276,13 @@ SHARED_DOMAIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("marker", _shared(marker_terrain), description="map: the terrain under the marker"),  # type: ignore[arg-type]
 )
 DOMAIN_BASE_TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec("read-cell", read_cell, description="shapes or map: what is in a named cell"),
+    TaskSpec("read-cell", read_cell, description="shapes or map: what is in a named cell (or its shape, colour, terrain)"),
     TaskSpec("count-objects", count_objects, description="shapes: number of objects, or of one shape"),
     TaskSpec("bar-height", bar_height, description="bar chart: height of a named bar"),
-    TaskSpec("list-bars", list_bars, description="bar chart: the bars' colours, left to right"),
+    TaskSpec("list-bars", list_bars, description="bar chart: the bars' colours, left to right, or one bar's"),
     TaskSpec("read-digits", read_digits, description="digits: what is written"),
     TaskSpec("read-clock", read_clock, description="clock: the hour shown"),
-    TaskSpec("describe-texture", describe_texture, description="texture: its colours and pattern"),
+    TaskSpec("describe-texture", describe_texture, description="texture: its colours and pattern, or one colour"),
     TaskSpec("find-marker", find_marker, description="map: the marker's cell"),
     TaskSpec("image-kind", image_kind, description="any domain: what kind of image"),
     TaskSpec("repeat", repeat_text, max_new_tokens=32, description="repeat any text"),

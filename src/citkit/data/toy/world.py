@@ -31,7 +31,7 @@ TOY_STREAMS = {"toy": "domains", "toy-shared": "domains-shared", "toy-base": "do
                "toy-format": "distinct", "toy-format-shared": "shared-instruction", "toy-format-base": "base"}
 SPLIT_SEEDS = {"train": 0, "test": 1}
 # Bump when a task generator or the renderer changes, so cached exports are redrawn.
-WORLD_VERSION = 4
+WORLD_VERSION = 5
 
 
 @dataclass(frozen=True)
