@@ -104,3 +104,26 @@ def test_export_and_read_back_every_variant(tmp_path) -> None:
 def test_unknown_variant_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="'domains'.*'distinct'"):
         ToyWorldConfig("domain")  # type: ignore[arg-type]
+
+
+def test_base_mixture_teaches_the_answer_words_without_the_continual_skills() -> None:
+    """The base answers one-word shape/colour questions, names a map cell's terrain and a bar's colour by its
+    place: the continual tasks' answer words are outputs it has produced, their skills are not."""
+    config = ToyWorldConfig("domains-base", 400, 10, seed=0)
+    names = [spec.name for spec in DOMAIN_BASE_TASKS]
+    one_word = {"read-cell": set(COLOURS) | {"circle", "square", "triangle", "cross", "nothing"} | set(TERRAINS),
+                "describe-texture": set(COLOURS)}
+    seen = {"one-word": 0, "terrain": 0, "bar-place": 0}
+    for task, allowed in one_word.items():
+        for _, question, answer in draw_task(config, names.index(task), "train", 400):
+            if "answer with one word" in question:
+                seen["one-word"] += 1
+                assert " " not in answer and answer in allowed, (question, answer)
+            if "terrain" in question:
+                seen["terrain"] += 1
+                assert answer in TERRAINS
+    for _, question, answer in draw_task(config, names.index("list-bars"), "train", 200):
+        if question.startswith(("what colour is the", "which colour has the")):
+            seen["bar-place"] += 1
+            assert answer in COLOURS and " " not in answer
+    assert min(seen.values()) >= 20, seen
