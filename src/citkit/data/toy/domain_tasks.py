@@ -276,7 +276,7 @@ SHARED_DOMAIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("marker", _shared(marker_terrain), description="map: the terrain under the marker"),  # type: ignore[arg-type]
 )
 DOMAIN_BASE_TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec("read-cell", read_cell, description="shapes or map: what is in a named cell (or its shape, colour, terrain)"),
+    TaskSpec("read-cell", read_cell, description="shapes or map: a named cell's content, shape, colour or terrain"),
     TaskSpec("count-objects", count_objects, description="shapes: number of objects, or of one shape"),
     TaskSpec("bar-height", bar_height, description="bar chart: height of a named bar"),
     TaskSpec("list-bars", list_bars, description="bar chart: the bars' colours, left to right, or one bar's"),
