@@ -26,7 +26,7 @@ def small_config(runs_dir: Path, method: str = "lora-ft", tasks: int = 2, name: 
     names = toy_task_names(runs_dir)[:tasks]
     data = {"run": {"method": method, "runs_dir": str(runs_dir), "name": name, "method_options": method_options or {},
                     "stream": {"toy": TOY, "tasks": names},
-                    "train": {"batch_size": 8, "lr": 0.005, "progress": False, **train}},
+                    "train": {"batch_size": 8, "lr": 0.01, "progress": False, **train}},
             "federated": {"num_clients": 3, "clients_per_round": 2, "rounds_per_stage": 1, "local_epochs": 3.0,
                           **(federated or {})}}
     return from_dict(FedRunConfig, data)

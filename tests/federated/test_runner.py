@@ -23,7 +23,7 @@ def cli_args(runs: Path, name: str, *extra: str) -> list[str]:
     tasks = ",".join(toy_task_names(runs)[:2])
     return ["fed", "run", "--method", "lora-ft", "--runs-dir", str(runs), "--name", name, "--quiet",
             "--clients", "3", "--clients-per-round", "2", "--rounds", "1", "--beta", "1.0", "--local-epochs", "3",
-            "--set", "train.lr=0.005",
+            "--set", "train.lr=0.01",
             "--set", f"stream.toy.train_per_task={TOY['train_per_task']}",
             "--set", f"stream.toy.test_per_task={TOY['test_per_task']}", "--set", f"stream.tasks={tasks}",
             "--set", "train.batch_size=8", *extra]
