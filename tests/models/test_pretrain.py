@@ -38,3 +38,20 @@ def test_world_chooses_tokenizer_and_mixture_and_vocab_size_sizes_the_byte_token
     assert 290 <= len(load_processor(tmp_path / "v2").tokenizer) <= 310
     with pytest.raises(CitkitError, match="pretrain world 'nope' is unknown"):
         PretrainConfig(world="nope")
+
+
+def test_cli_defaults_are_the_packaged_recipe_and_an_unknown_world_is_one_line(tmp_path, capsys) -> None:
+    """`citkit model pretrain` rebuilds the packaged model by default: its defaults are the recipe recorded
+    in the packaged quality.json; --world picks the world and a wrong one is refused before anything runs."""
+    import json
+
+    from citkit.cli import build_parser, main
+    from citkit.models.registry import packaged_tiny_model
+
+    recipe = json.loads((packaged_tiny_model() / "quality.json").read_text())["recipe"]
+    args = build_parser().parse_args(["model", "pretrain", "--out", str(tmp_path / "m")])
+    assert (args.world, args.steps, args.seed) == (recipe["world"], recipe["steps"], recipe["seed"])
+    config = PretrainConfig(world=args.world, steps=args.steps, seed=args.seed)
+    assert {k: v for k, v in vars(config).items() if k != "model"} == {k: v for k, v in recipe.items() if k != "model"}
+    assert main(["model", "pretrain", "--out", str(tmp_path / "m"), "--world", "nope"]) != 0
+    assert "pretrain world 'nope' is unknown" in capsys.readouterr().err and not (tmp_path / "m").exists()
