@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make run   - create .venv, install citkit, run the default toy stream (LoRA-FT and Joint)
+#   make run   - create .venv, install citkit, compare zero-shot, LoRA-FT and Replay on the default toy stream
 #   make test  - create .venv, install citkit with test extras, run the test suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -22,8 +22,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/citkit run --method lora-ft --quiet
-	$(BIN)/citkit run --method joint --quiet
+	$(BIN)/citkit compare --methods zero-shot,lora-ft,replay --quiet
 
 test: install
 	$(BIN)/python -m pytest -q

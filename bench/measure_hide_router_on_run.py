@@ -6,7 +6,7 @@ task and scores every task (the final matrix row; its mean is MFN) for two layou
 hierarchical one (code fusion in every block but the top one, routed top block) and expand-all (every
 block routed), under each router setting and under oracle routing.
 
-    python bench/measure_hide_router_on_run.py runs/toy-hide-llava-expand-all-seed0 --samples-per-task 100
+    python bench/measure_hide_router_on_run.py runs/toy-hide-llava-layout-expand-all-seed0 --samples-per-task 100
 """
 
 from __future__ import annotations
