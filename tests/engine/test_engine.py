@@ -233,10 +233,12 @@ def test_projector_lr_applies_to_the_projector_only(tiny_model_path, tasks) -> N
     assert max(moved[1e-12][n] for n in lora) > 1e-5
 
 
-def test_workers_encode_the_same_batches(tiny_model_path, tasks) -> None:
+def test_workers_encode_the_same_batches_in_the_same_order_over_epochs(tiny_model_path, tasks) -> None:
+    """Workers change where samples are encoded, not which batches the model sees: 6 steps of 4 over 16
+    samples cross an epoch, where the next epoch's order is drawn."""
     samples = tasks[2].train[:16]
-    in_process, _ = trained(tiny_model_path, tasks[2], samples, batch_size=4, max_steps=2)
-    workers, _ = trained(tiny_model_path, tasks[2], samples, batch_size=4, max_steps=2, num_workers=1)
+    in_process, _ = trained(tiny_model_path, tasks[2], samples, batch_size=4, max_steps=6)
+    workers, _ = trained(tiny_model_path, tasks[2], samples, batch_size=4, max_steps=6, num_workers=1)
     assert all(torch.equal(v, workers[n]) for n, v in in_process.items())
 
 

@@ -42,7 +42,8 @@ class TrainConfig:
         "them: less activation memory, about one more forward pass of time.")})
     num_workers: int = field(default=0, metadata={"help": (
         "DataLoader worker processes that read and encode samples while the model trains (0: in the main "
-        "process).")})
+        "process). The batches and their order are the same either way; workers restart each epoch and "
+        "encode its samples again.")})
     log_every: int = field(default=10, metadata={"help": "Log the loss parts and the lr every this many steps."})
     log_with: str | None = field(default=None, metadata={"help": (
         "Experiment trackers, comma-separated, through accelerate: tensorboard, wandb, mlflow, comet_ml, aim, "

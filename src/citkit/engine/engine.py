@@ -136,9 +136,10 @@ class Engine:
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         generator = torch.Generator().manual_seed(seed)
+        # Workers start anew each epoch (not persistent): the DataLoader then draws each epoch's order from
+        # `generator` exactly as without workers, so num_workers never changes which batches the model sees.
         loader = DataLoader(source.dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
-                            collate_fn=source.collate, num_workers=config.num_workers,
-                            persistent_workers=config.num_workers > 0)
+                            collate_fn=source.collate, num_workers=config.num_workers)
         total = steps_for(config, len(source), accelerator.num_processes)
         optimizer = torch.optim.AdamW(parameter_groups(model, named, config), lr=config.lr,
                                       weight_decay=config.weight_decay)
