@@ -4,17 +4,27 @@ import pytest
 from safetensors.torch import load_file
 
 from citkit.errors import CitkitError
-from citkit.models.pretrain import PretrainConfig, QualityGateError, pretrain_tiny
+from citkit.models.pretrain import BUILD_THREADS, PretrainConfig, QualityGateError, pretrain_tiny
 from citkit.models.tiny import TinyModelConfig
 
 SMALL = dict(model=TinyModelConfig(text_layers=1, vision_layers=1), train_per_task=16, test_per_task=4,
              vision_steps=3, steps=4, batch_size=8)
 
 
-def test_two_builds_with_one_seed_are_bit_identical(tmp_path) -> None:
-    config = PretrainConfig(**SMALL, quality_gate=0.0)
-    pretrain_tiny(config, tmp_path / "a", progress=False)
-    pretrain_tiny(config, tmp_path / "b", progress=False)
+def test_two_builds_with_one_seed_are_bit_identical_whatever_the_callers_threads(tmp_path) -> None:
+    """The build pins its torch threads (the caller's count is restored after), over more than one epoch."""
+    import torch
+
+    config = PretrainConfig(**{**SMALL, "steps": 24}, quality_gate=0.0)  # 24 x 8 > 160 samples: two epochs
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        quality = pretrain_tiny(config, tmp_path / "a", progress=False)
+        assert torch.get_num_threads() == 2 and quality["threads"] == BUILD_THREADS == 1
+        torch.set_num_threads(1)
+        pretrain_tiny(config, tmp_path / "b", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 

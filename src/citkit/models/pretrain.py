@@ -82,9 +82,23 @@ class QualityGateError(CitkitError):
     """The pretrained tiny model does not see the world well enough."""
 
 
+BUILD_THREADS = 1  # torch threads of the packaged build: the bits depend on it, so every rebuild uses it
+
+
 def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Build, pretrain, check and save the tiny model to `output_dir` (model + processor + quality.json)."""
-    output_dir = Path(output_dir)
+    """Build, pretrain, check and save the tiny model to `output_dir` (model + processor + quality.json).
+
+    The build runs on `BUILD_THREADS` torch threads whatever the caller's setting (restored after), as
+    the packaged model was built: with another thread count the same seed gives other bits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        return _pretrain(config, Path(output_dir), progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[str, Any]:
     torch.use_deterministic_algorithms(True)
     set_seed(config.seed)
     variant, domains = WORLDS[config.world]
