@@ -427,8 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="export the toy world; check data files and streams").add_subparsers(
         dest="data_command", required=True)
     p = data.add_parser("export", help="write a toy stream as LLaVA-format JSON + PNG files")
-    p.add_argument("--stream", default="toy", help="a built-in toy stream: toy, toy-shared, toy-base (the tiny "
-                   "model's pretraining mixture), toy-format, toy-format-shared, toy-format-base (the first world)")
+    p.add_argument("--stream", default="toy", help="a built-in toy stream: toy, toy-shared, toy-mixed, toy-base "
+                   "(the tiny model's pretraining mixture), toy-format, toy-format-shared, toy-format-base "
+                   "(the first world)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-per-task", type=int, default=1000)

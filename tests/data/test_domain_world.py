@@ -127,3 +127,26 @@ def test_base_mixture_teaches_the_answer_words_without_the_continual_skills() ->
             seen["bar-place"] += 1
             assert answer in COLOURS and " " not in answer
     assert min(seen.values()) >= 20, seen
+
+
+def test_mixed_variant_is_each_domain_as_a_dataset_a_third_of_it_what_the_base_answers(tmp_path) -> None:
+    """`domains-mixed`: every task keeps its new skill's instruction and answers for about two thirds of its
+    samples; the rest are questions the base mixture asks about the same domain (never another domain's)."""
+    from citkit.data.toy.domain_tasks import KNOWN_QUESTIONS, KNOWN_SHARE, MIXED_DOMAIN_TASKS
+
+    assert [t.name for t in MIXED_DOMAIN_TASKS] == [t.name for t in DOMAIN_TASKS]
+    base = ToyWorldConfig("domains-base", 300, 10, seed=0)
+    base_questions = {q for i in range(len(DOMAIN_BASE_TASKS)) for _, q, _ in draw_task(base, i, "train", 300)}
+    plain = ToyWorldConfig("domains", 300, 10, seed=0)
+    mixed = ToyWorldConfig("domains-mixed", 300, 10, seed=0)
+    for index, spec in enumerate(DOMAIN_TASKS):
+        skill = {q for _, q, _ in draw_task(plain, index, "train", 300)}
+        drawn = draw_task(mixed, index, "test", 300)
+        known = [(q, a) for _, q, a in drawn if q not in skill]
+        assert all(q in base_questions for q, _ in known), spec.name
+        assert abs(len(known) / len(drawn) - KNOWN_SHARE) < 0.08, (spec.name, len(known))
+        rng = np.random.default_rng(1)
+        own_domain = {fn(rng)[1] for fn in KNOWN_QUESTIONS[spec.name] for _ in range(400)}
+        assert {q for q, _ in known} <= own_domain, spec.name
+    stream = load_stream(StreamConfig(name="toy-mixed", test_limit=5, train_limit=5), tmp_path)
+    assert [t.name for t in stream.tasks] == [t.name for t in DOMAIN_TASKS]

@@ -27,7 +27,9 @@ When the test files of a task use different scorers, each file is scored with it
 the task score is the mean over its files (every dataset counts the same, whatever its size).
 
 Built-in names: `toy` (six tasks from six visual domains, each a new skill over what the tiny base
-model reads), `toy-shared` (the same six behind one instruction; only the image tells the task), and
+model reads), `toy-shared` (the same six behind one instruction; only the image tells the task),
+`toy-mixed` (the same six as datasets of their domain: a third of each task's questions are ones the
+base already answers), and
 the first world, `toy-format` / `toy-format-shared` (six answer formats over one image distribution, a
 format-shift stress test; made for the model `tiny-v1`); see docs/world.md. All are exported to disk
 and read back through the LLaVA reader. Packaged definitions of real streams live in
@@ -59,7 +61,7 @@ class StreamConfig:
     """Which stream to run and how much of it."""
 
     name: str = field(default="toy", metadata={"help": (
-        "A built-in stream (toy, toy-shared, toy-format, toy-format-shared), a packaged "
+        "A built-in stream (toy, toy-shared, toy-mixed, toy-format, toy-format-shared), a packaged "
         "definition (list them with `citkit streams`) or "
         "the path of a stream YAML file; the run is named after the file's `name:`, not the file name.")})
     data_root: str | None = field(default=None, metadata={"help": (

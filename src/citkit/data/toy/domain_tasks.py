@@ -11,7 +11,9 @@ have, composed from what it reads (the argmax of a chart, a clock's hour plus th
 digits, a count of one colour, the terrain under the marker, a pattern's name alone). Zero-shot is low
 but not zero where a task is near a base skill (the base counts the objects of one shape, and names a
 pattern inside a description). `SHARED_DOMAIN_TASKS` asks all six with one sentence, so
-only the image tells the task.
+only the image tells the task. `MIXED_DOMAIN_TASKS` are the six as datasets of their domain: a third
+of each task's questions are ones the base already answers about that domain (a clock dataset also
+asks which hour is shown), the rest the new skill, as in real instruction datasets.
 """
 
 from __future__ import annotations
@@ -259,6 +261,24 @@ def red_count(rng: np.random.Generator, background: int = 0) -> Drawn:
     return picture.image, SHARED_INSTRUCTION, str(sum(o[0] == "red" for o in picture.facts["objects"]))
 
 
+# --- the same six as datasets of their domain: a third of the questions are ones the base answers ---
+
+KNOWN_SHARE = 1 / 3
+KNOWN_QUESTIONS = {"pattern": (describe_texture,), "chart": (bar_height, list_bars), "clock": (read_clock,),
+                   "digit-sum": (read_digits,), "colour-count": (count_objects,), "marker": (find_marker,)}
+
+
+def _with_known_questions(task: TaskSpec) -> TaskSpec:
+    known = KNOWN_QUESTIONS[task.name]
+
+    def generate(rng: np.random.Generator, background: int = 0) -> Drawn:
+        if rng.random() < KNOWN_SHARE:
+            return known[int(rng.integers(len(known)))](rng, background)
+        return task.generate(rng, background)  # type: ignore[return-value]
+
+    return TaskSpec(task.name, generate, description=f"{task.description}; a third of the questions the base answers")
+
+
 DOMAIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("pattern", pattern_class, description="texture: which pattern (stripes, dots, checks, waves)"),
     TaskSpec("chart", chart_max, description="bar chart: colour of the tallest bar"),
@@ -275,6 +295,7 @@ SHARED_DOMAIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("red-count", red_count, description="shapes: the number of red objects"),
     TaskSpec("marker", _shared(marker_terrain), description="map: the terrain under the marker"),  # type: ignore[arg-type]
 )
+MIXED_DOMAIN_TASKS: tuple[TaskSpec, ...] = tuple(_with_known_questions(t) for t in DOMAIN_TASKS)
 DOMAIN_BASE_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("read-cell", read_cell, description="shapes or map: a named cell's content, shape, colour or terrain"),
     TaskSpec("count-objects", count_objects, description="shapes: number of objects, or of one shape"),

@@ -15,20 +15,23 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from citkit.data.toy.domain_tasks import DOMAIN_BASE_TASKS, DOMAIN_TASKS, SHARED_DOMAIN_TASKS
+from citkit.data.toy.domain_tasks import DOMAIN_BASE_TASKS, DOMAIN_TASKS, MIXED_DOMAIN_TASKS, SHARED_DOMAIN_TASKS
 from citkit.data.toy.scenes import BACKGROUNDS, render
 from citkit.data.toy.tasks import BASE_TASKS, CONTINUAL_TASKS, SHARED_INSTRUCTION_TASKS, TaskSpec
 from citkit.errors import ConfigError
 from citkit.io import atomic_write, read_json, write_json, write_text
 
-Variant = Literal["domains", "domains-shared", "domains-base", "distinct", "shared-instruction", "base"]
+Variant = Literal["domains", "domains-shared", "domains-mixed", "domains-base", "distinct", "shared-instruction",
+                  "base"]
 VARIANTS: dict[str, tuple[TaskSpec, ...]] = {
-    "domains": DOMAIN_TASKS, "domains-shared": SHARED_DOMAIN_TASKS, "domains-base": DOMAIN_BASE_TASKS,
+    "domains": DOMAIN_TASKS, "domains-shared": SHARED_DOMAIN_TASKS, "domains-mixed": MIXED_DOMAIN_TASKS,
+    "domains-base": DOMAIN_BASE_TASKS,
     "distinct": CONTINUAL_TASKS, "shared-instruction": SHARED_INSTRUCTION_TASKS, "base": BASE_TASKS,
 }
 # Built-in stream names and the variant each exports; the *-base ones are pretraining mixtures (export only).
-TOY_STREAMS = {"toy": "domains", "toy-shared": "domains-shared", "toy-base": "domains-base",
-               "toy-format": "distinct", "toy-format-shared": "shared-instruction", "toy-format-base": "base"}
+TOY_STREAMS = {"toy": "domains", "toy-shared": "domains-shared", "toy-mixed": "domains-mixed",
+               "toy-base": "domains-base", "toy-format": "distinct", "toy-format-shared": "shared-instruction",
+               "toy-format-base": "base"}
 SPLIT_SEEDS = {"train": 0, "test": 1}
 # Bump when a task generator or the renderer changes, so cached exports are redrawn.
 WORLD_VERSION = 5
@@ -41,8 +44,10 @@ class ToyWorldConfig:
     variant: Variant = field(default="domains", metadata={"help": (
         "'domains' (default): six tasks from six visual domains (pattern, chart, clock, digit sum, colour "
         "count, map marker), each a new skill over what the base model reads; 'domains-shared': the same six "
-        "behind one instruction, the task shows only in the image; 'domains-base': the tiny model's "
-        "pretraining mixture. The first world, a format-shift stress test on one image distribution: "
+        "behind one instruction, the task shows only in the image; 'domains-mixed': the same six as "
+        "datasets of their domain, a third of each task's questions ones the base already answers; "
+        "'domains-base': the tiny model's pretraining mixture. The first world, a format-shift stress test on "
+        "one image distribution: "
         "'distinct' (six answer formats), 'shared-instruction' (the task shows only in a background tint), "
         "'base' (the first tiny model's mixture).")})
     train_per_task: int = field(default=1000, metadata={"help": "Training samples drawn per task."})
