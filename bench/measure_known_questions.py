@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from citkit.data.toy.domain_tasks import KNOWN_QUESTIONS
+from citkit.eval.metrics import bwt, mfn, mft
 
 
 def known_questions(draws: int = 500) -> dict[str, set[str]]:
@@ -48,14 +49,6 @@ def split_matrices(run_dir: Path) -> tuple[list[str], dict[str, np.ndarray]]:
     return tasks, parts
 
 
-def metrics(matrix: np.ndarray) -> dict[str, float]:
-    t = matrix.shape[1]
-    diagonal = np.array([matrix[i + 1, i] for i in range(t)])
-    final = matrix[t]
-    return {"MFT": float(diagonal.mean()), "MFN": float(final.mean()),
-            "BWT": float((final[:-1] - diagonal[:-1]).mean())}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -68,7 +61,8 @@ def main() -> None:
             label = "base" if row == 0 else tasks[row - 1]
             print(f"| {label} | " + " | ".join("" if np.isnan(v) else f"{v:.1f}" for v in values) + " |")
         if not np.isnan(matrix).any():
-            print("  ".join(f"{k} {v:.1f}" for k, v in metrics(matrix).items()))
+            rows = matrix.tolist()
+            print("  ".join(f"{name} {fn(rows):.1f}" for name, fn in (("MFT", mft), ("MFN", mfn), ("BWT", bwt))))
 
 
 if __name__ == "__main__":
