@@ -15,7 +15,7 @@ import torch
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
-from citkit.data.toy.world import ToyWorldConfig
+from citkit.data.toy.world import ToyDraw
 from citkit.engine.generation import generate
 from citkit.models.loading import load_model, load_processor
 from citkit.models.lora import AdapterConfig, add_lora
@@ -32,7 +32,7 @@ def main() -> None:
     processor = load_processor(path)
     model = add_lora(load_model(path).requires_grad_(False), AdapterConfig()).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        stream = load_stream(StreamConfig(name="toy", toy=ToyWorldConfig(train_per_task=1, test_per_task=args.samples)),
+        stream = load_stream(StreamConfig(name="toy", toy=ToyDraw(train_per_task=1, test_per_task=args.samples)),
                              Path(tmp))
         encoder = SampleEncoder(processor)
         task = stream.tasks[4]  # captions: the longest answers

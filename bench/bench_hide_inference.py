@@ -18,7 +18,7 @@ import torch
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
-from citkit.data.toy.world import ToyWorldConfig
+from citkit.data.toy.world import ToyDraw
 from citkit.engine.generation import generate
 from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.methods.hide_llava import HiDeConfig, HiDeLLaVA
@@ -44,7 +44,7 @@ def main() -> None:
     path = packaged_tiny_model()
     processor = load_processor(path)
     with tempfile.TemporaryDirectory() as tmp:
-        stream = load_stream(StreamConfig(name="toy", toy=ToyWorldConfig(train_per_task=32, test_per_task=args.samples)),
+        stream = load_stream(StreamConfig(name="toy", toy=ToyDraw(train_per_task=32, test_per_task=args.samples)),
                              Path(tmp))
         cache = EncodingCache(SampleEncoder(processor))
         tasks = [TaskData(t, i, cache) for i, t in enumerate(stream.tasks)][: args.tasks]

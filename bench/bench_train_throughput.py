@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
-from citkit.data.toy.world import ToyWorldConfig
+from citkit.data.toy.world import ToyDraw
 from citkit.engine.config import TrainConfig
 from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
@@ -63,7 +63,7 @@ def main() -> None:
     path = packaged_tiny_model()
     processor = load_processor(path)
     with tempfile.TemporaryDirectory() as tmp:
-        stream = load_stream(StreamConfig(name="toy", toy=ToyWorldConfig(train_per_task=400, test_per_task=1)),
+        stream = load_stream(StreamConfig(name="toy", toy=ToyDraw(train_per_task=400, test_per_task=1)),
                              Path(tmp))
         cache = EncodingCache(SampleEncoder(processor))
         task = TaskData(stream.tasks[0], 0, cache)

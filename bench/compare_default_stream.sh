@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The README's method comparison on the default toy stream, seed 0: every method with its registered
+# The README's method comparison on a toy stream (default: the default stream, toy-mixed), seed 0: every method with its registered
 # defaults, the variants the README discusses, and the penalty-weight sweep of the regularisers.
 # Finished runs are reused, so re-running only fills in what is missing.
 #   bash bench/compare_default_stream.sh [runs-dir] [stream] [model]
 # Writes <runs-dir>/compare-<stream>-seed0/compare.{md,csv,png}.
 set -euo pipefail
 RUNS=${1:-runs}
-STREAM=${2:-toy}    # the first world: toy-format with MODEL=tiny-v1
+STREAM=${2:-toy-mixed}    # or toy; the first world: toy-format with MODEL=tiny-v1
 MODEL=${3:-tiny}
 METHODS=zero-shot,lora-ft,joint,replay,ewc,mas,ewc-tir,mas-tir,lwf,o-lora,moelora,eproj,hide-llava
 VARIANTS=eproj:also_lora=true,hide-llava:image_weight=0,hide-llava:fusion=paper,hide-llava:fusion=paper:image_weight=0,hide-llava:expert_init=kaiming,hide-llava:oracle_routing=true,hide-llava:layout=expand-all:oracle_routing=true,hide-llava:layout=expand-all,hide-llava:layout=merge-all

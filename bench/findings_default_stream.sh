@@ -5,10 +5,11 @@
 # bench/compare_default_stream.sh). Finished runs are reused.
 #   bash bench/findings_default_stream.sh [runs-dir] [stream] [seeds]
 #   bash bench/findings_default_stream.sh runs toy-mixed 1     # one seed (run seeds side by side)
+#   bash bench/findings_default_stream.sh runs toy             # the all-new-skill variant's table
 # Writes <runs-dir>/compare-<stream>-seeds<seeds>/compare.{md,csv} (and one compare folder per seed).
 set -euo pipefail
 RUNS=${1:-runs}
-STREAM=${2:-toy}
+STREAM=${2:-toy-mixed}
 SEEDS=${3:-0,1,2}
 METHODS=zero-shot,lora-ft,joint,replay,eproj
 METHODS=$METHODS,ewc:penalty_weight=1e5,ewc-tir:penalty_weight=1e5,mas:penalty_weight=1e4,mas-tir:penalty_weight=1e4

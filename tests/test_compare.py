@@ -36,8 +36,8 @@ def test_variant_entries_parse_and_get_their_own_run_directory(tmp_path) -> None
     assert entry.options == {"tir": {"enabled": True}, "penalty_weight": 10000.0}
     variant = entry.run_config(config)
     assert variant.method_config().tir.enabled and variant.method_config().penalty_weight == 1e4
-    assert variant.run_name == "toy-ewc-tir-enabled-true-penalty_weight-1e4-seed3"
-    assert parse_method_entry("lora-ft").run_config(config).run_name == "toy-lora-ft-seed3"
+    assert variant.run_name == "toy-mixed-ewc-tir-enabled-true-penalty_weight-1e4-seed3"
+    assert parse_method_entry("lora-ft").run_config(config).run_name == "toy-mixed-lora-ft-seed3"
 
 
 @pytest.mark.parametrize("entry, message", [

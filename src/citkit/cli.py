@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from citkit.data.streams import DEFAULT_STREAM
 from citkit.errors import CitkitError
 
 RUN_EPILOG = "Settings (use --set NAME=VALUE; method options as method.NAME=VALUE):\n"
@@ -36,7 +37,7 @@ def _run_settings_help() -> str:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of settings (e.g. a preset under configs/)")
-    parser.add_argument("--stream", help="stream name or stream YAML file (default: toy)")
+    parser.add_argument("--stream", help=f"stream name or stream YAML file (default: {DEFAULT_STREAM})")
     parser.add_argument("--method", help="method name (default: lora-ft; see `citkit methods`)")
     parser.add_argument("--model", help="'tiny', a local model folder or a cached hub id")
     parser.add_argument("--data-root", help="folder of a real stream's local data")
@@ -427,9 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="export the toy world; check data files and streams").add_subparsers(
         dest="data_command", required=True)
     p = data.add_parser("export", help="write a toy stream as LLaVA-format JSON + PNG files")
-    p.add_argument("--stream", default="toy", help="a built-in toy stream: toy, toy-shared, toy-mixed, toy-base "
-                   "(the tiny model's pretraining mixture), toy-format, toy-format-shared, toy-format-base "
-                   "(the first world)")
+    p.add_argument("--stream", default=DEFAULT_STREAM, help="a built-in toy stream: toy-mixed (the default), toy, "
+                   "toy-shared, toy-base (the tiny model's pretraining mixture), toy-format, toy-format-shared, "
+                   "toy-format-base (the first world)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-per-task", type=int, default=1000)
@@ -462,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
     analyze = sub.add_parser("analyze", help="model analyses").add_subparsers(dest="analyze_command", required=True)
     p = analyze.add_parser("cka", help="fine-tune one LoRA per task, compare the task models layer by layer with CKA")
-    p.add_argument("--stream", default="toy", help="stream name or stream YAML file (default: toy)")
+    p.add_argument("--stream", default=DEFAULT_STREAM,
+                   help=f"stream name or stream YAML file (default: {DEFAULT_STREAM})")
     p.add_argument("--model", help="'tiny' (default), a local model folder or a cached hub id")
     p.add_argument("--data-root", help="folder of a real stream's local data")
     p.add_argument("--tasks", help="comma-separated tasks to compare (default: all)")

@@ -173,3 +173,17 @@ def test_stream_refuses_an_image_outside_its_root_unless_allowed(tmp_path: Path)
     allowed = StreamConfig(name=str(tmp_path / "s.yaml"), allow_images_outside_root=True)
     assert load_stream(allowed, tmp_path).tasks[0].train[0].images == ((tmp_path / "b" / "ok.png").resolve(),)
     assert check_stream(allowed, tmp_path) == []
+
+
+def test_the_default_stream_is_toy_mixed_and_its_name_alone_picks_a_toy_variant(tmp_path: Path) -> None:
+    """`toy-mixed` is what a run without `--stream` trains on; the toy settings hold only sizes and seed, so
+    `stream.toy.variant`, which a run would have ignored, is refused as an unknown setting."""
+    from citkit.errors import ConfigError
+    from citkit.run_config import build_run_config
+
+    config = build_run_config({}, ["stream.toy.train_per_task=3", "stream.toy.test_per_task=2"])
+    assert config.stream.name == "toy-mixed" and config.run_name == "toy-mixed-lora-ft-seed0"
+    stream = load_stream(config.stream, tmp_path)
+    assert stream.name == "toy-domains-mixed" and [len(t.train) for t in stream.tasks] == [3] * 6
+    with pytest.raises(ConfigError, match="variant"):
+        build_run_config({}, ["stream.toy.variant=distinct"])

@@ -15,7 +15,7 @@ from transformers.utils import ModelOutput
 
 from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import StreamConfig, load_stream
-from citkit.data.toy.world import ToyWorldConfig
+from citkit.data.toy.world import ToyDraw
 from citkit.engine.batches import BatchSource, LazyDataset, loss_items
 from citkit.engine.config import TrainConfig
 from citkit.engine.engine import Engine
@@ -37,7 +37,7 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory, tiny_model_path) -> list[TaskData]:
-    toy = ToyWorldConfig(train_per_task=24, test_per_task=4, seed=2)
+    toy = ToyDraw(train_per_task=24, test_per_task=4, seed=2)
     stream = load_stream(StreamConfig(name="toy-format", toy=toy), tmp_path_factory.mktemp("engine-toy"))
     cache = EncodingCache(SampleEncoder(load_processor(tiny_model_path)))
     return [TaskData(task, i, cache) for i, task in enumerate(stream.tasks)]

@@ -14,7 +14,7 @@ from citkit.federated.compare import entry_config, fed_compare
 from citkit.federated.runner import run
 from citkit.io import read_json
 
-from .helpers import TOY, small_config, toy_task_names
+from .helpers import STREAM, TOY, small_config, toy_task_names
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -48,7 +48,8 @@ def test_finished_runs_are_reused_and_every_entry_gets_a_row(tmp_path: Path) -> 
 
 def test_cli_compare_over_seeds_gives_mean_and_sd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tasks = ",".join(toy_task_names(tmp_path)[:2])
-    args = ["fed", "compare", "--methods", "lora-ft", "--seeds", "0,1", "--runs-dir", str(tmp_path), "--quiet",
+    args = ["fed", "compare", "--methods", "lora-ft", "--stream", STREAM, "--seeds", "0,1", "--runs-dir", str(tmp_path),
+            "--quiet",
             "--clients", "3", "--clients-per-round", "2", "--rounds", "1", "--local-epochs", "3",
             "--setting", "heterogeneous", "--set", "train.lr=0.005", "--set", "train.batch_size=8",
             "--set", f"stream.toy.train_per_task={TOY['train_per_task']}",

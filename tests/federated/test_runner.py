@@ -14,14 +14,14 @@ from citkit.federated.local_methods import changeable_keys, client_payload
 from citkit.federated.runner import run
 from citkit.io import read_json
 
-from .helpers import TOY, small_config, toy_task_names
+from .helpers import STREAM, TOY, small_config, toy_task_names
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def cli_args(runs: Path, name: str, *extra: str) -> list[str]:
     tasks = ",".join(toy_task_names(runs)[:2])
-    return ["fed", "run", "--method", "lora-ft", "--runs-dir", str(runs), "--name", name, "--quiet",
+    return ["fed", "run", "--method", "lora-ft", "--stream", STREAM, "--runs-dir", str(runs), "--name", name, "--quiet",
             "--clients", "3", "--clients-per-round", "2", "--rounds", "1", "--beta", "1.0", "--local-epochs", "3",
             "--set", "train.lr=0.01",
             "--set", f"stream.toy.train_per_task={TOY['train_per_task']}",

@@ -6,7 +6,7 @@ import pytest
 
 from citkit.cli import main
 from citkit.data.streams import StreamConfig, load_stream
-from citkit.data.toy.world import ToyWorldConfig
+from citkit.data.toy.world import ToyDraw
 from citkit.models.loading import ModelConfig, load_processor
 from citkit.models.registry import packaged_tiny_model, resolve_model_path
 
@@ -24,9 +24,9 @@ def test_tiny_is_the_open_vocabulary_model_of_the_second_world(tmp_path) -> None
 
 
 def test_the_first_world_and_model_stay_available_by_name(tmp_path) -> None:
-    assert load_stream(StreamConfig("toy", toy=ToyWorldConfig(train_per_task=2, test_per_task=1)),
+    assert load_stream(StreamConfig("toy", toy=ToyDraw(train_per_task=2, test_per_task=1)),
                        tmp_path).task_names[:2] == ["pattern", "chart"]
-    assert load_stream(StreamConfig("toy-format", toy=ToyWorldConfig(train_per_task=2, test_per_task=1)),
+    assert load_stream(StreamConfig("toy-format", toy=ToyDraw(train_per_task=2, test_per_task=1)),
                        tmp_path).task_names[:2] == ["colour", "shape"]
     v1 = resolve_model_path(ModelConfig("tiny-v1"), tmp_path)
     assert json.loads((packaged_tiny_model("tiny-v1") / "config.json").read_text())[

@@ -47,10 +47,12 @@ import yaml
 
 from citkit.data.llava_format import check_file, read_test, read_train
 from citkit.data.samples import Sample, Stream, Task, TestPart
-from citkit.data.toy.world import TOY_STREAMS, ToyWorldConfig, export
+from citkit.data.toy.world import TOY_STREAMS, ToyDraw, ToyWorldConfig, export
 from citkit.errors import ConfigError, DataFormatError, UnknownNameError
 
 BUILTIN_TOY = {name: variant for name, variant in TOY_STREAMS.items() if not name.endswith("-base")}
+# The built-in default: six visual domains as datasets of their domain (docs/world.md).
+DEFAULT_STREAM = "toy-mixed"
 TASK_KEYS = {"name", "train", "test", "image_root", "scorer", "max_new_tokens", "description", "train_image_root",
              "test_image_root"}
 PART_KEYS = {"file", "image_root", "scorer", "name"}
@@ -60,8 +62,8 @@ PART_KEYS = {"file", "image_root", "scorer", "name"}
 class StreamConfig:
     """Which stream to run and how much of it."""
 
-    name: str = field(default="toy", metadata={"help": (
-        "A built-in stream (toy, toy-shared, toy-mixed, toy-format, toy-format-shared), a packaged "
+    name: str = field(default=DEFAULT_STREAM, metadata={"help": (
+        "A built-in stream (toy-mixed, toy, toy-shared, toy-format, toy-format-shared), a packaged "
         "definition (list them with `citkit streams`) or "
         "the path of a stream YAML file; the run is named after the file's `name:`, not the file name.")})
     data_root: str | None = field(default=None, metadata={"help": (
@@ -78,7 +80,7 @@ class StreamConfig:
         "Run even when some answers cannot be represented by the model's tokenizer (they encode to the unknown "
         "token, or do not decode back to the same text), so the model can never produce them. False: the run "
         "refuses to start and names the first such record; `citkit data check STREAM --model M` lists them all.")})
-    toy: ToyWorldConfig = field(default_factory=ToyWorldConfig, metadata={"help": "Size and seed of the toy world."})
+    toy: ToyDraw = field(default_factory=ToyDraw, metadata={"help": "Size and seed of a built-in toy stream."})
     cache_items: int | None = field(default=4096, metadata={"help": (
         "Encoded samples (token ids and pixel tensors) kept in memory, least recently used dropped first; "
         "memory then does not grow with the stream. None keeps every one.")})

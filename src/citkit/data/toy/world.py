@@ -37,12 +37,26 @@ SPLIT_SEEDS = {"train": 0, "test": 1}
 WORLD_VERSION = 5
 
 
+TRAIN_HELP = "Training samples drawn per task."
+TEST_HELP = "Test samples drawn per task."
+SEED_HELP = "Seed of the world; the same seed gives the same files."
+
+
+@dataclass(frozen=True)
+class ToyDraw:
+    """How much of a built-in toy stream to draw, and from which seed; the stream's name picks the variant."""
+
+    train_per_task: int = field(default=1000, metadata={"help": TRAIN_HELP})
+    test_per_task: int = field(default=200, metadata={"help": TEST_HELP})
+    seed: int = field(default=0, metadata={"help": SEED_HELP})
+
+
 @dataclass(frozen=True)
 class ToyWorldConfig:
-    """How much of the toy world to draw, and from which seed."""
+    """Which toy world variant to draw, how much of it, and from which seed."""
 
     variant: Variant = field(default="domains", metadata={"help": (
-        "'domains' (default): six tasks from six visual domains (pattern, chart, clock, digit sum, colour "
+        "'domains': six tasks from six visual domains (pattern, chart, clock, digit sum, colour "
         "count, map marker), each a new skill over what the base model reads; 'domains-shared': the same six "
         "behind one instruction, the task shows only in the image; 'domains-mixed': the same six as "
         "datasets of their domain, a third of each task's questions ones the base already answers; "
@@ -50,9 +64,9 @@ class ToyWorldConfig:
         "one image distribution: "
         "'distinct' (six answer formats), 'shared-instruction' (the task shows only in a background tint), "
         "'base' (the first tiny model's mixture).")})
-    train_per_task: int = field(default=1000, metadata={"help": "Training samples drawn per task."})
-    test_per_task: int = field(default=200, metadata={"help": "Test samples drawn per task."})
-    seed: int = field(default=0, metadata={"help": "Seed of the world; the same seed gives the same files."})
+    train_per_task: int = field(default=1000, metadata={"help": TRAIN_HELP})
+    test_per_task: int = field(default=200, metadata={"help": TEST_HELP})
+    seed: int = field(default=0, metadata={"help": SEED_HELP})
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
