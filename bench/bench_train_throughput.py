@@ -88,7 +88,8 @@ def main() -> None:
     samples_done = args.steps * args.batch_size * args.grad_accum
     print(f"engine: {samples_done / engine:.0f} samples/s ({args.steps / engine:.1f} steps/s)")
     print(f"bare peft + torch loop: {samples_done / bare:.0f} samples/s ({args.steps / bare:.1f} steps/s)")
-    print(f"ratio engine / bare = {bare / engine:.3f} (goal >= 0.95; best of {args.repeats}; grad_accum {args.grad_accum})")
+    print(f"ratio engine / bare = {bare / engine:.3f} "
+          f"(goal >= 0.95; best of {args.repeats}; grad_accum {args.grad_accum})")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def environment(seed: int, device: str, processes: int = 1) -> dict[str, Any]:
 
     return {"citkit": citkit.__version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__, "accelerate": accelerate.__version__,
-            "device": device, "processes": processes, "threads": torch.get_num_threads(), "seed": seed, "platform": platform.platform()}
+            "device": device, "processes": processes, "threads": torch.get_num_threads(), "seed": seed,
+            "platform": platform.platform()}
 
 
 _ABSENT = object()
@@ -74,7 +75,8 @@ class RunDirectory:
             saved = read_json(config_file)
             diff = _differences(saved, identity, defaults if defaults is not None else _ABSENT)
             if diff:
-                raise ResumeMismatchError(f"run directory {self.path} was made with other settings ({'; '.join(diff[:4])}); "
+                raise ResumeMismatchError(f"run directory {self.path} was made with other settings "
+                                          f"({'; '.join(diff[:4])}); "
                                           "choose another --name, or delete the folder to start over")
             return True
         write_json(config_file, identity)
@@ -86,14 +88,15 @@ class RunDirectory:
     def checkpoint_dir(self, task_index: int) -> Path:
         return self.path / "checkpoints" / f"task_{task_index + 1}"
 
-    def save_checkpoint(self, task_index: int, adapter: dict[str, torch.Tensor], method_tensors: dict[str, torch.Tensor],
-                        method_extra: dict[str, Any]) -> None:
+    def save_checkpoint(self, task_index: int, adapter: dict[str, torch.Tensor],
+                        method_tensors: dict[str, torch.Tensor], method_extra: dict[str, Any]) -> None:
         folder = self.checkpoint_dir(task_index)
         save_tensors(folder / "adapter.safetensors", adapter)
         save_tensors(folder / "method.safetensors", method_tensors)
         write_json(folder / "method.json", method_extra)
 
-    def load_checkpoint(self, task_index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    def load_checkpoint(self, task_index: int
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
         folder = self.checkpoint_dir(task_index)
         if not (folder / "method.json").exists():
             raise ResumeMismatchError(f"{folder} is incomplete; the run cannot resume from task {task_index + 1}. "

@@ -167,7 +167,8 @@ def run(config: RunConfig, stop_after: int | None = None) -> RunResult:
             run_dir.save_checkpoint(index, stored, method.state_dict(), method.extra_state())
             run_dir.write_tasks_log(tasks_log)
         commit_row(index + 1, scores)
-        logger.info(f"task {index + 1}/{len(tasks)} {task.name}: " + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
+        logger.info(f"task {index + 1}/{len(tasks)} {task.name}: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()))
         if stop_after is not None and index + 1 >= stop_after and index + 1 < len(tasks):
             engine.end_tracking()
             return RunResult(run_dir.path, matrix, matrix.metrics())

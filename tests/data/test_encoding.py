@@ -13,7 +13,8 @@ def test_labels_cover_answers_and_end_of_turn_only(tiny_model_path, small_stream
                                      Turn("user", "what shape is red ?"), Turn("assistant", "circle")))
     encoded = encoder.encode_train(sample)
     tokenizer = processor.tokenizer
-    learned = [tokenizer.convert_ids_to_tokens(i) for i, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE_INDEX]
+    pairs = zip(encoded.input_ids, encoded.labels, strict=True)
+    learned = [tokenizer.convert_ids_to_tokens(i) for i, label in pairs if label != IGNORE_INDEX]
     assert learned == ["red", "<|end|>", "circle", "<|end|>"]
     assert encoded.input_ids.count(processor.image_token_id) == 10  # 9 patches + CLS
     prompt = encoder.encode_prompt(Sample("s2", (image,), (Turn("user", "<image>\nwhat ?"),)))

@@ -71,7 +71,8 @@ def test_invalid_json_and_duplicates(tmp_path: Path, image: str) -> None:
 
 
 def test_test_layouts(tmp_path: Path, image: str) -> None:
-    plain = read_test(write(tmp_path, [{"question_id": "q1", "image": image, "text": "what ?", "answer": "red"}], "t.json"))
+    record = {"question_id": "q1", "image": image, "text": "what ?", "answer": "red"}
+    plain = read_test(write(tmp_path, [record], "t.json"))
     assert plain[0].answer == "red" and plain[0].prompt.startswith("<image>")
     as_train = read_test(write(tmp_path, [good(image)], "t2.json"))
     assert as_train[0].answer == "red" and len(as_train[0].turns) == 1

@@ -87,11 +87,13 @@ def union_stream(tmp_path: Path, same_ids: bool = False, names: bool = True) -> 
     make_dataset(tmp_path / "colours", [train_record("1")],
                  [{"question_id": "1", "image": "ok.png", "text": "colour ?", "answer": "red"}])
     make_dataset(tmp_path / "boxes", [train_record("1" if same_ids else "9", answer="[0, 0, 4, 4]")],
-                 [{"question_id": "1" if same_ids else "9", "image": "ok.png", "text": "where ?", "answer": "[0, 0, 4, 4]"}])
+                 [{"question_id": "1" if same_ids else "9", "image": "ok.png", "text": "where ?",
+                   "answer": "[0, 0, 4, 4]"}])
     na, nb = (", name: colours", ", name: boxes") if names else ("", "")
     (tmp_path / "stream.yaml").write_text(
         "name: union\ntasks:\n  - name: stage\n"
-        f"    train: [{{file: colours/train.json, image_root: colours{na}}}, {{file: boxes/train.json, image_root: boxes{nb}}}]\n"
+        f"    train: [{{file: colours/train.json, image_root: colours{na}}}, "
+        f"{{file: boxes/train.json, image_root: boxes{nb}}}]\n"
         f"    test:\n      - {{file: colours/test.json, image_root: colours, scorer: exact{na}}}\n"
         f"      - {{file: boxes/test.json, image_root: boxes, scorer: grounding{nb}}}\n")
     return tmp_path / "stream.yaml"
@@ -150,8 +152,10 @@ def test_a_run_records_the_streams_base_model_and_the_model_it_used(tmp_path: Pa
 def test_run_name_comes_from_the_stream_files_name(tmp_path: Path) -> None:
     from citkit.run_config import RunConfig
 
-    make_dataset(tmp_path, [train_record("a")], [{"question_id": "q", "image": "ok.png", "text": "c ?", "answer": "red"}])
-    (tmp_path / "stream.yaml").write_text("name: my digits\ntasks:\n  - {name: t, train: train.json, test: test.json}\n")
+    make_dataset(tmp_path, [train_record("a")],
+                 [{"question_id": "q", "image": "ok.png", "text": "c ?", "answer": "red"}])
+    (tmp_path / "stream.yaml").write_text(
+        "name: my digits\ntasks:\n  - {name: t, train: train.json, test: test.json}\n")
     (tmp_path / "nameless.yaml").write_text("tasks:\n  - {name: t, train: train.json, test: test.json}\n")
     config = RunConfig(stream=StreamConfig(name=str(tmp_path / "stream.yaml")), seed=2)
     assert config.run_name == "my-digits-lora-ft-seed2"  # not "stream-lora-ft-seed2"

@@ -204,7 +204,8 @@ def test_gradient_checkpointing_recomputes_blocks_and_gives_the_same_update(tiny
         calls = []
         # transformers checkpoints a block's forward (its own hooks stay outside): count a module inside it
         inner = model.get_base_model().model.language_model.layers[0].mlp
-        inner.register_forward_pre_hook(lambda *_, calls=calls: calls.append(1))  # early-stopped recompute skips post-hooks
+        # a pre-hook: the early-stopped recompute skips post-hooks
+        inner.register_forward_pre_hook(lambda *_, calls=calls: calls.append(1))
         config = TrainConfig(progress=False, max_steps=1, batch_size=4, gradient_checkpointing=checkpointing)
         Engine(config, cpu=True).train(model, method, tasks[0].source(tasks[0].train[:4]), "colour", 0)
         results[checkpointing] = ({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},

@@ -26,7 +26,8 @@ class Generation:
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, encoded: Sequence[Encoded], tokenizer: object, batch_size: int,
-             max_new_tokens: int, route: Callable[[dict[str, torch.Tensor]], AbstractContextManager[None]] | None = None,
+             max_new_tokens: int,
+             route: Callable[[dict[str, torch.Tensor]], AbstractContextManager[None]] | None = None,
              device: torch.device | None = None) -> Generation:
     """Greedy decoding of `encoded` prompts; `route(batch)` gives the context each batch runs in."""
     pad_id = int(tokenizer.pad_token_id)  # type: ignore[attr-defined]

@@ -107,7 +107,8 @@ class TaskData:
         return self.cache.encoder.render(turns, add_generation_prompt)
 
     def batches(self, batch_size: int, samples: Sequence[Sample] | None = None,
-                generator: torch.Generator | None = None, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+                generator: torch.Generator | None = None,
+                limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Training batches (right-padded, with labels) over `samples` (default: the task's train set).
 
         With a `generator` the order is shuffled; `limit` caps the number of samples used."""

@@ -44,7 +44,8 @@ def per_sample_scorer(name: str) -> Callable[[SampleScorer], SampleScorer]:
     """Register a scorer defined by a per-sample function `(prediction, references) -> [0, 1]`."""
 
     def decorator(fn: SampleScorer) -> SampleScorer:
-        def score(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], task: str = "") -> TaskScores:
+        def score(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+                  task: str = "") -> TaskScores:
             ids = join_by_id(predictions, references, task)
             per_sample = {i: float(fn(predictions[i], references[i])) for i in ids}
             return TaskScores(100.0 * sum(per_sample.values()) / max(1, len(per_sample)), per_sample)

@@ -30,7 +30,8 @@ class ModelConfig:
         "hub id already in the local cache (nothing is downloaded when HF_HUB_OFFLINE=1).")})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the checkpoint to run."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. 'sdpa' or 'eager'; default: transformers' choice."})
+    attn_implementation: str | None = field(default=None, metadata={"help": (
+        "e.g. 'sdpa' or 'eager'; default: transformers' choice.")})
     quantization: str | None = field(default=None, metadata={"help": (
         "Load the base weights in '4bit' (NF4, QLoRA) or '8bit' with bitsandbytes (installed separately, GPU); "
         "adapters train in model.dtype on top. None: unquantized.")})
