@@ -220,7 +220,8 @@ def cmd_streams(args: argparse.Namespace) -> int:
 
     packaged = packaged_streams()
     for name in stream_names():
-        print(f"{name}: {packaged[name] if name in packaged else 'built-in toy world'}")
+        where = packaged[name] if name in packaged else "built-in toy world"
+        print(f"{name}: {where}{' (the default)' if name == DEFAULT_STREAM else ''}")
     return 0
 
 

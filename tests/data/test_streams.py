@@ -179,7 +179,8 @@ def test_stream_refuses_an_image_outside_its_root_unless_allowed(tmp_path: Path)
     assert check_stream(allowed, tmp_path) == []
 
 
-def test_the_default_stream_is_toy_mixed_and_its_name_alone_picks_a_toy_variant(tmp_path: Path) -> None:
+def test_the_default_stream_is_toy_mixed_and_its_name_alone_picks_a_toy_variant(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`toy-mixed` is what a run without `--stream` trains on; the toy settings hold only sizes and seed, so
     `stream.toy.variant`, which a run would have ignored, is refused as an unknown setting."""
     from citkit.errors import ConfigError
@@ -191,3 +192,6 @@ def test_the_default_stream_is_toy_mixed_and_its_name_alone_picks_a_toy_variant(
     assert stream.name == "toy-domains-mixed" and [len(t.train) for t in stream.tasks] == [3] * 6
     with pytest.raises(ConfigError, match="variant"):
         build_run_config({}, ["stream.toy.variant=distinct"])
+    assert main(["streams"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line for line in listed if "(the default)" in line] == ["toy-mixed: built-in toy world (the default)"]
