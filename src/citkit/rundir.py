@@ -17,6 +17,7 @@ so a run killed at any moment resumes from its last finished task.
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,21 @@ def environment(seed: int, device: str, processes: int = 1) -> dict[str, Any]:
 
 
 _ABSENT = object()
+# Settings removed from the configs that never changed what a run computes; a run directory saved with one
+# still resumes. stream.toy.variant: a built-in toy stream's name has always picked its variant.
+RETIRED_SETTINGS = ("stream.toy.variant",)
+
+
+def _without_retired(identity: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(identity))
+    for dotted in RETIRED_SETTINGS:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return out
 
 
 def _differences(old: Any, new: Any, defaults: Any = _ABSENT, prefix: str = "") -> list[str]:
@@ -72,7 +88,7 @@ class RunDirectory:
         when that setting keeps its default."""
         config_file = self.path / "config.json"
         if config_file.exists():
-            saved = read_json(config_file)
+            saved = _without_retired(read_json(config_file))
             diff = _differences(saved, identity, defaults if defaults is not None else _ABSENT)
             if diff:
                 raise ResumeMismatchError(f"run directory {self.path} was made with other settings "

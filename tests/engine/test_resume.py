@@ -53,3 +53,17 @@ def test_run_saved_before_a_setting_existed_resumes_while_it_keeps_its_default(t
     assert resumed.matrix.is_complete
     with pytest.raises(ResumeMismatchError, match="train.weight_decay: None -> 0.1"):
         run(config(tmp_path, small_stream_file, "old", **{"train.weight_decay": 0.1}))
+
+
+def test_run_saved_with_a_retired_setting_resumes(tmp_path, small_stream_file, tiny_model_path) -> None:
+    """A config.json with `stream.toy.variant` (a setting every run ignored, since removed) still resumes;
+    any other unknown saved setting is still a difference."""
+    first = run(config(tmp_path, small_stream_file, "retired"), stop_after=1)
+    saved = json.loads((first.run_dir / "config.json").read_text())
+    saved["stream"]["toy"]["variant"] = "domains"
+    (first.run_dir / "config.json").write_text(json.dumps(saved))
+    assert run(config(tmp_path, small_stream_file, "retired")).matrix.is_complete
+    saved["stream"]["toy"]["shade"] = "dark"
+    (first.run_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ResumeMismatchError, match="stream.toy.shade"):
+        run(config(tmp_path, small_stream_file, "retired"))
