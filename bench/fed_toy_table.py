@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from citkit.config import from_dict
+from citkit.data.streams import DEFAULT_STREAM
 from citkit.federated import FedRunConfig
 from citkit.federated import run as fed_run
 from citkit.io import read_json
@@ -80,8 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default="runs/fed-toy")
     parser.add_argument("--only", default="", help="comma-separated row names (default: all, and Joint)")
-    parser.add_argument("--stream", default="toy",
-                        help="toy (default; the README's table), toy-mixed, or toy-format (the first world)")
+    parser.add_argument("--stream", default=DEFAULT_STREAM,
+                        help=f"{DEFAULT_STREAM} (default), toy, or toy-format (the first world)")
     parser.add_argument("--model", default="tiny", help="tiny (default) or tiny-v1, the first world's model")
     args = parser.parse_args()
     torch.set_num_threads(1)
