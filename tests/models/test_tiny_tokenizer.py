@@ -45,6 +45,18 @@ def test_the_same_corpus_trains_the_same_tokenizer() -> None:
     assert a.get_vocab() == b.get_vocab() and a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
 
 
+def test_the_packaged_recipe_learns_the_packaged_tokenizer_byte_for_byte(tmp_path) -> None:
+    """The first step of `citkit model pretrain` (its default recipe) reproduces the committed tokenizer.json; a
+    change to the corpus (a toy variant added to it, a generator drawing other text) fails here, not after a
+    17-minute rebuild."""
+    from citkit.models.pretrain import PretrainConfig
+    from citkit.models.registry import packaged_tiny_model
+
+    recipe = PretrainConfig()
+    train_byte_tokenizer(world_corpus(recipe.seed), recipe.vocab_size).save_pretrained(tmp_path)
+    assert (tmp_path / "tokenizer.json").read_bytes() == (packaged_tiny_model() / "tokenizer.json").read_bytes()
+
+
 def test_answer_labels_cover_exactly_the_answer_and_the_end_token(tokenizer, tmp_path) -> None:
     """No space separates the role markers from the text, so the label span cannot be off by one."""
     Image.new("RGB", (48, 48), (10, 20, 30)).save(tmp_path / "x.png")
