@@ -47,7 +47,7 @@ import yaml
 
 from citkit.data.llava_format import check_file, read_test, read_train
 from citkit.data.samples import Sample, Stream, Task, TestPart
-from citkit.data.toy.world import TOY_STREAMS, ToyDraw, ToyWorldConfig, export
+from citkit.data.toy.world import TOY_STREAMS, ToyDraw, export
 from citkit.errors import ConfigError, DataFormatError, UnknownNameError
 
 BUILTIN_TOY = {name: variant for name, variant in TOY_STREAMS.items() if not name.endswith("-base")}
@@ -101,8 +101,7 @@ def stream_names() -> list[str]:
 def resolve_stream_file(config: StreamConfig, cache_dir: str | Path) -> tuple[Path, Path]:
     """Return (stream file, data root), exporting the toy world first if a toy stream is asked for."""
     if config.name in BUILTIN_TOY:
-        toy = ToyWorldConfig(BUILTIN_TOY[config.name], config.toy.train_per_task, config.toy.test_per_task,
-                             config.toy.seed)
+        toy = config.toy.world(BUILTIN_TOY[config.name])
         folder = Path(cache_dir) / f"{config.name}-seed{toy.seed}-{toy.train_per_task}x{toy.test_per_task}"
         stream_file = export(toy, folder)
         return stream_file, folder

@@ -50,6 +50,9 @@ class ToyDraw:
     test_per_task: int = field(default=200, metadata={"help": TEST_HELP})
     seed: int = field(default=0, metadata={"help": SEED_HELP})
 
+    def world(self, variant: Variant) -> ToyWorldConfig:
+        return ToyWorldConfig(variant, self.train_per_task, self.test_per_task, self.seed)
+
 
 @dataclass(frozen=True)
 class ToyWorldConfig:
