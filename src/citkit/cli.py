@@ -113,17 +113,11 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from citkit.io import read_json
     from citkit.run_config import build_run_config
+    from citkit.rundir import saved_settings
     from citkit.runner import run
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise CitkitError(f"{run_dir} is not a run directory (no config.json)")
-    saved = read_json(run_dir / "config.json")
-    saved["runs_dir"] = str(run_dir.parent)
-    saved["name"] = run_dir.name
-    config = build_run_config(saved, ["train.progress=false"] if args.quiet else [])
+    config = build_run_config(saved_settings(args.run_dir), ["train.progress=false"] if args.quiet else [])
     _print_result(run(config))
     return 0
 
@@ -260,7 +254,7 @@ def cmd_analyze_blocks(args: argparse.Namespace) -> int:
 
     samples = None if args.samples_per_task == 0 else args.samples_per_task
     config = BlockTestConfig(run_dir=args.run_dir, samples_per_task=samples, fusion=args.fusion,
-                             batch_size=args.batch_size, out_dir=args.out or "")
+                             batch_size=args.batch_size, out_dir=args.out or "", updates_only=args.updates_only)
     result = analyze_blocks(config)
     print(result.to_markdown())
     print(f"wrote blocks.md, blocks.csv and blocks.json in {config.out_dir or Path(args.run_dir) / 'blocks'}")
@@ -488,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how a fused block combines the experts: code = s (sum B)(sum A), paper = s sum B A")
     p.add_argument("--batch-size", type=int, default=64, help="prompts generated together")
     p.add_argument("--out", help="output folder (default: RUN_DIR/blocks)")
+    p.add_argument("--updates-only", action="store_true",
+                   help="only measure the experts' updates per block (norm, cosine between tasks); nothing generated")
     p.set_defaults(func=cmd_analyze_blocks)
 
     fed = sub.add_parser("fed", help="federated continual instruction tuning on Flower (docs/federated.md)"

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from citkit.errors import ResumeMismatchError
+from citkit.errors import CitkitError, ResumeMismatchError
 from citkit.io import load_tensors, read_json, save_tensors, write_json, write_jsonl
 
 
@@ -57,6 +57,17 @@ def _without_retired(identity: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             node.pop(leaf, None)
     return out
+
+
+def saved_settings(run_dir: str | Path) -> dict[str, Any]:
+    """The settings a run directory was made with (its config.json, retired settings left out), with
+    `runs_dir` and `name` pointing at the directory where it is now: what `build_run_config` takes to resume
+    or analyse it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise CitkitError(f"{run_dir} is not a run directory (no config.json)")
+    saved = _without_retired(read_json(run_dir / "config.json"))
+    return saved | {"runs_dir": str(run_dir.parent), "name": run_dir.name}
 
 
 def _differences(old: Any, new: Any, defaults: Any = _ABSENT, prefix: str = "") -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from citkit.analysis.block_test import BlockTestConfig, analyze_blocks, configurations, set_mode
+from citkit.analysis.block_test import BlockTestConfig, analyze_blocks, block_updates, configurations, set_mode
 from citkit.data.streams import read_stream_file
 from citkit.errors import ConfigError
 from citkit.eval.matrix import AccuracyMatrix
@@ -52,6 +52,17 @@ def test_modes_compute_what_they_say() -> None:
     assert layer(x).flatten().tolist() == [0.0, 0.0]
 
 
+def test_block_updates_measure_each_experts_size_per_block() -> None:
+    layer = two_experts()  # s = 1: B1 A1 = [[1, 0, 2], [1, 0, 2]], B2 A2 = [[0, 2, 2], [0, -1, -1]]
+    assert block_updates([[layer]], experts=2).norms == [[pytest.approx(10 ** 0.5), pytest.approx(10 ** 0.5)]]
+    layer.scaling = 3.0
+    second = two_experts()
+    second.experts_B[1].data = 2 * second.experts_B[1].data
+    norms = block_updates([[layer], [layer, second]], experts=2).norms
+    assert norms[0] == [pytest.approx(3 * 10 ** 0.5)] * 2
+    assert norms[1] == [pytest.approx((90 + 10) ** 0.5), pytest.approx((90 + 40) ** 0.5)]  # both layers together
+
+
 def test_configurations_fuse_and_drop_one_block_at_a_time() -> None:
     rows = dict(configurations(4))
     assert len(rows) == 1 + 4 + 4 + 2 and rows["all blocks routed"] == {}
@@ -82,6 +93,17 @@ def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_
                            "2", "--out", str(tmp_path / "b")], capture_output=True, text=True)  # a fresh process
     assert done.returncode == 0, done.stderr
     assert "| fuse block 0 |" in done.stdout and (tmp_path / "b" / "blocks.csv").is_file()
+    assert "Size of each task's update" in done.stdout
+    assert [len(n) for n in read_json(tmp_path / "b" / "blocks.json")["update_norms"]] == [2] * result.blocks
+
+
+def test_updates_only_scores_no_configuration(tmp_path: Path, small_stream_file: Path) -> None:
+    run_dir = small_run(tmp_path, small_stream_file, "expand", "method.layout=expand-all")
+    result = analyze_blocks(BlockTestConfig(run_dir=str(run_dir), updates_only=True))
+    assert result.rows == [] and result.updates is not None and len(result.updates.norms) == result.blocks
+    assert all(n > 0 for norms in result.updates.norms for n in norms)  # every expert trained (B moved from zero)
+    text = (run_dir / "blocks" / "blocks.md").read_text()
+    assert text.startswith("Size of each task's update") and "fuse block" not in text
 
 
 def test_a_run_whose_experts_were_folded_is_refused(tmp_path: Path, small_stream_file: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from citkit.errors import ResumeMismatchError
 from citkit.run_config import build_run_config
+from citkit.rundir import saved_settings
 from citkit.runner import run
 
 
@@ -62,7 +63,9 @@ def test_run_saved_with_a_retired_setting_resumes(tmp_path, small_stream_file, t
     saved = json.loads((first.run_dir / "config.json").read_text())
     saved["stream"]["toy"]["variant"] = "domains"
     (first.run_dir / "config.json").write_text(json.dumps(saved))
-    assert run(config(tmp_path, small_stream_file, "retired")).matrix.is_complete
+    assert run(config(tmp_path, small_stream_file, "retired"), stop_after=2).matrix.finished_rows == 3
+    # what `citkit resume`, `citkit fed resume` and `citkit analyze blocks` build from the folder
+    assert run(build_run_config(saved_settings(first.run_dir))).matrix.is_complete
     saved["stream"]["toy"]["shade"] = "dark"
     (first.run_dir / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ResumeMismatchError, match="stream.toy.shade"):

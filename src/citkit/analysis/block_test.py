@@ -13,6 +13,12 @@ oracle (each test sample gets its own task's expert), and scores every trained t
 - *top block only* (every block but the top one dropped) and *all blocks fused* (merge-all).
 
 The mean over the trained tasks is the final row's mean accuracy (MFN) of that configuration.
+
+Without generating anything, it also measures the size of each task's update block by block (the
+Frobenius norm of s B_c A_c over the block's adapted layers): where training put the change, to set
+beside what dropping the block costs. (How alike two tasks' updates are is not measured this way: with
+independently drawn A's, two experts' updates are orthogonal by construction; `citkit analyze cka`
+compares what the task models compute instead.)
 Outputs: `blocks.md`, `blocks.csv`, `blocks.json` in the output folder (default `<run>/blocks`).
 """
 
@@ -32,12 +38,12 @@ from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.errors import ConfigError
 from citkit.eval.evaluator import EvalConfig, evaluate_task
 from citkit.eval.matrix import AccuracyMatrix
-from citkit.io import read_json, write_json, write_text
+from citkit.io import write_json, write_text
 from citkit.methods.hide_llava import HiDeLinear, HiDeLLaVA
 from citkit.models.families import decoder_layers
 from citkit.models.loading import load_model, load_processor
 from citkit.models.registry import resolve_model_path
-from citkit.rundir import RunDirectory
+from citkit.rundir import RunDirectory, saved_settings
 
 logger = get_logger(__name__)
 Mode = Literal["routed", "fused", "dropped"]
@@ -57,6 +63,8 @@ class BlockTestConfig:
         "'paper' = s sum_c B_c A_c as the paper writes it.")})
     batch_size: int = field(default=64, metadata={"help": "Prompts generated together."})
     out_dir: str = field(default="", metadata={"help": "Where blocks.md/.csv/.json go (default: <run_dir>/blocks)."})
+    updates_only: bool = field(default=False, metadata={"help": (
+        "Measure the experts' updates per block only (seconds, nothing generated): no configuration is scored.")})
 
     def __post_init__(self) -> None:
         if not self.run_dir:
@@ -83,6 +91,22 @@ class BlockRow:
 
 
 @dataclass
+class BlockUpdates:
+    """The size of each expert's update s B_c A_c, block by block."""
+
+    norms: list[list[float]]    # [block][task]: Frobenius norm of the task's update over the block's layers
+
+
+def block_updates(blocks: list[list[HiDeLinear]], experts: int) -> BlockUpdates:
+    """Each block's update per expert: the norm of its layers' s B_c A_c taken together."""
+    def size(layers: list[HiDeLinear], c: int) -> float:
+        return float(torch.stack([(layer.scaling * layer.experts_B[c].detach().float()
+                                   @ layer.experts_A[c].detach().float()).norm() for layer in layers]).norm())
+
+    return BlockUpdates([[size(layers, c) for c in range(experts)] for layers in blocks])
+
+
+@dataclass
 class BlockTest:
     """Every configuration's scores; the first row routes every block (the reference)."""
 
@@ -90,20 +114,32 @@ class BlockTest:
     blocks: int
     samples_per_task: int
     rows: list[BlockRow]
+    updates: BlockUpdates | None = None
 
     def row(self, name: str) -> BlockRow:
         return next(r for r in self.rows if r.name == name)
 
     def to_markdown(self) -> str:
-        reference = self.rows[0].mean
-        head = ["configuration", *self.tasks, "mean (MFN)", "vs all routed"]
-        lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-        for r in self.rows:
-            cells = [f"{r.scores[t]:.1f}" for t in self.tasks]
-            lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {r.mean:.1f} | {r.mean - reference:+.1f} |")
-        return (f"Per-block test under oracle routing ({self.blocks} decoder blocks, {self.samples_per_task} test "
-                "samples per task): every block adds the sample's own task's expert unless the row says it adds "
-                "the fusion of all experts (fuse) or nothing (drop).\n\n" + "\n".join(lines) + "\n")
+        parts = []
+        if self.rows:
+            reference = self.rows[0].mean
+            head = ["configuration", *self.tasks, "mean (MFN)", "vs all routed"]
+            lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+            for r in self.rows:
+                cells = [f"{r.scores[t]:.1f}" for t in self.tasks]
+                lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {r.mean:.1f} | {r.mean - reference:+.1f} |")
+            parts.append(f"Per-block test under oracle routing ({self.blocks} decoder blocks, {self.samples_per_task} "
+                         "test samples per task): every block adds the sample's own task's expert unless the row says "
+                         "it adds the fusion of all experts (fuse) or nothing (drop).\n\n" + "\n".join(lines) + "\n")
+        if self.updates is not None:
+            head = ["block", *self.tasks, "mean"]
+            lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+            for b, norms in enumerate(self.updates.norms):
+                cells = " | ".join(f"{n:.3f}" for n in norms)
+                lines.append(f"| {b} | {cells} | {sum(norms) / len(norms):.3f} |")
+            parts.append(f"Size of each task's update s B_c A_c per decoder block ({self.blocks} blocks; Frobenius "
+                         "norm over the block's adapted layers):\n\n" + "\n".join(lines) + "\n")
+        return "\n".join(parts)
 
 
 def configurations(blocks: int) -> list[tuple[str, dict[int, str]]]:
@@ -135,8 +171,7 @@ def restore(run_dir: Path, device: torch.device,
     if not (run_dir / "config.json").is_file() or not (run_dir / "matrix.json").is_file():
         raise ConfigError(f"analyze blocks: {run_dir} is not a run directory with a finished task (no config.json "
                           "or matrix.json)")
-    saved = read_json(run_dir / "config.json") | {"runs_dir": str(run_dir.parent), "name": run_dir.name}
-    config = build_run_config(saved)
+    config = build_run_config(saved_settings(run_dir))
     if config.method != "hide-llava":
         raise ConfigError(f"analyze blocks: {run_dir} is a {config.method} run; the test needs a hide-llava run "
                           "with method.layout=expand-all")
@@ -166,7 +201,8 @@ def restore(run_dir: Path, device: torch.device,
 
 @torch.no_grad()
 def analyze_blocks(config: BlockTestConfig) -> BlockTest:
-    """Score the run's trained tasks under every configuration; write blocks.md/.csv/.json."""
+    """Score the run's trained tasks under every configuration (unless `updates_only`) and measure the experts'
+    updates; write blocks.md/.csv/.json."""
     device = PartialState().device  # also what accelerate's logger needs
     run_dir = Path(config.run_dir)
     method, model, tasks, experts = restore(run_dir, device)
@@ -175,13 +211,13 @@ def analyze_blocks(config: BlockTestConfig) -> BlockTest:
     layers = [[m for m in block.modules() if isinstance(m, HiDeLinear)] for block in decoder_layers(model)]
     eval_config = EvalConfig(batch_size=config.batch_size)
     rows = []
-    for name, modes in configurations(len(layers)):
+    for name, modes in [] if config.updates_only else configurations(len(layers)):
         for block, block_layers in enumerate(layers):
             set_mode(block_layers, modes.get(block, "routed"), experts, config.fusion)
         scores = {t.name: evaluate_task(model, t, eval_config, method).score for t in tasks}
         rows.append(BlockRow(name, {b: modes.get(b, "routed") for b in range(len(layers))}, scores))
         logger.info(f"{name}: mean {rows[-1].mean:.1f}")
-    result = BlockTest([t.name for t in tasks], len(layers), len(tasks[0].test), rows)
+    result = BlockTest([t.name for t in tasks], len(layers), len(tasks[0].test), rows, block_updates(layers, experts))
     out = Path(config.out_dir) if config.out_dir else run_dir / "blocks"
     write_text(out / "blocks.md", result.to_markdown())
     write_text(out / "blocks.csv", "configuration," + ",".join(result.tasks) + ",mean\n" + "".join(
@@ -189,5 +225,6 @@ def analyze_blocks(config: BlockTestConfig) -> BlockTest:
     write_json(out / "blocks.json", {"run": str(run_dir), "fusion": config.fusion, "blocks": result.blocks,
                                      "samples_per_task": result.samples_per_task, "tasks": result.tasks,
                                      "rows": [{"name": r.name, "modes": {str(b): m for b, m in r.modes.items()},
-                                               "scores": r.scores, "mean": r.mean} for r in rows]})
+                                               "scores": r.scores, "mean": r.mean} for r in rows],
+                                     "update_norms": result.updates.norms})
     return result

@@ -7,8 +7,8 @@ from typing import Any
 
 from citkit.config import describe, from_dict, parse_override, set_path
 from citkit.errors import CitkitError
-from citkit.io import read_json
 from citkit.run_config import RunConfig, build_run_config
+from citkit.rundir import saved_settings
 
 # command-line flag -> federated setting
 FLAGS = {"clients": "num_clients", "clients_per_round": "clients_per_round", "rounds": "rounds_per_stage",
@@ -40,13 +40,10 @@ def resume_config(run_dir: Path, quiet: bool) -> Any:
     """The FedRunConfig saved in a federated run directory."""
     from citkit.federated.config import FedRunConfig
 
-    if not (run_dir / "config.json").is_file():
-        raise CitkitError(f"{run_dir} is not a run directory (no config.json)")
-    saved = read_json(run_dir / "config.json")
+    saved = saved_settings(run_dir)
     federated = saved.pop("federated", None)
     if federated is None:
         raise CitkitError(f"{run_dir} is a centralised run; use `citkit resume`")
-    saved["runs_dir"], saved["name"] = str(run_dir.parent), run_dir.name
     run = build_run_config(saved, ["train.progress=false"] if quiet else [])
     return from_dict(FedRunConfig, {"run": run, "federated": federated})
 
