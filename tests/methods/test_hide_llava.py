@@ -17,6 +17,7 @@ from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.methods import METHODS
 from citkit.methods.hide_llava import HiDeConfig, HiDeLinear, HiDeLLaVA
+from citkit.models.families import family_of
 from citkit.models.loading import load_model, load_processor
 
 
@@ -407,3 +408,36 @@ def test_center_features_and_image_weight_compute_the_documented_score(tiny_mode
 
     r = 0.3 * cosines(image, torch.stack(method.image_anchors)) + 0.7 * cosines(text, torch.stack(method.text_anchors))
     assert torch.allclose(method.routing_weights(batch, model), torch.softmax(r / 0.2, dim=1), atol=1e-5)
+
+
+def test_vision_experts_are_routed_in_the_tower_and_the_router_reads_the_frozen_tower(
+        tiny_model_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    tasks, cache, _ = world
+    method, model = fresh(tiny_model_path, HiDeConfig(layout="expand-all", vision_experts=True))
+    tower = family_of(model).vision_tower + "."
+    vision = [m for n, m in model.named_modules() if n.startswith(tower) and isinstance(m, HiDeLinear)]
+    assert vision and all(layer.expanded for layer in vision)
+    assert all(n.endswith(".base") for n, m in model.named_modules() if n.startswith(tower) and type(m) is nn.Linear)
+    method.before_task(tasks[0], model)
+    assert any(n.startswith(tower) and p.requires_grad for n, p in model.named_parameters())  # trained with the task
+    method.after_task(tasks[0], model)
+    learn_anchors(method, model, tasks[1:3])  # random B everywhere, the tower's experts included
+    batch = collate([cache.prompt(s) for t in tasks[:3] for s in t.test[:2]], cache.pad_id, "left")
+    base = load_model(tiny_model_path)
+    with torch.no_grad():
+        expected = method.features.images(base, batch)
+        with method._frozen_vision(model):
+            frozen = method.features.images(model, batch)
+        adapted = method.features.images(model, batch)  # outside a routing context: every expert counts the same
+    assert torch.equal(frozen, expected) and not torch.allclose(adapted, expected)
+    with torch.no_grad():
+        routed_on = method._sample_features(batch, model)[0]  # what the router and the anchors read
+        for layer in vision:
+            layer.enabled = False
+        without = method._sample_features(batch, model)[0]
+        for layer in vision:
+            layer.enabled = True
+    assert routed_on is not None and torch.equal(routed_on, without)
+    with method.route(batch, model):
+        assert all(layer.routing is not None and layer.routing.shape == (len(batch["input_ids"]), 3)
+                   for layer in vision)

@@ -23,6 +23,10 @@ def test_two_builds_with_one_seed_are_bit_identical_whatever_the_callers_threads
         assert torch.get_num_threads() == 2 and quality["threads"] == BUILD_THREADS == 1
         torch.set_num_threads(1)
         pretrain_tiny(config, tmp_path / "b", progress=False)
+        assert pretrain_tiny(config, tmp_path / "c", progress=False, threads=2)["threads"] == 2  # asked for
+        assert torch.get_num_threads() == 1
+        with pytest.raises(CitkitError, match="threads must be >= 1"):
+            pretrain_tiny(config, tmp_path / "d", progress=False, threads=0)
     finally:
         torch.set_num_threads(threads)
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")

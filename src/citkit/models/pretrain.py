@@ -85,17 +85,21 @@ class QualityGateError(CitkitError):
 BUILD_THREADS = 1  # torch threads of the packaged build: the bits depend on it, so every rebuild uses it
 
 
-def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool = True,
+                  threads: int = BUILD_THREADS) -> dict[str, Any]:
     """Build, pretrain, check and save the tiny model to `output_dir` (model + processor + quality.json).
 
-    The build runs on `BUILD_THREADS` torch threads whatever the caller's setting (restored after), as
-    the packaged model was built: with another thread count the same seed gives other bits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(BUILD_THREADS)
+    The build runs on `threads` torch threads whatever the caller's setting (restored after); the
+    default is `BUILD_THREADS`, as the packaged model was built: with another thread count the same seed
+    gives other bits."""
+    if threads < 1:
+        raise CitkitError(f"pretrain: threads must be >= 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         return _pretrain(config, Path(output_dir), progress)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[str, Any]:

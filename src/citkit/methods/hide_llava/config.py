@@ -54,6 +54,11 @@ class HiDeConfig:
         "own task (known from the test set being scored) when that task has been trained; samples of tasks not "
         "yet trained are routed by the anchors as usual. The gap to a run without it is what routing costs. "
         "The report's routing table still measures the anchors' router.")})
+    vision_experts: bool = field(default=False, metadata={"help": (
+        "Ablation, not in the paper: also give every linear layer of the vision tower one expert per task, "
+        "routed like the expanded layers (the router's own image features still come from the frozen tower). "
+        "Asks whether a task's own reading of the image, given a place in the vision tower, leaves the "
+        "decoder's lower blocks more task-general (`citkit analyze blocks`).")})
     anchor_encoder: AnchorEncoder = field(default="model", metadata={"help": (
         "Features of the anchors and of test samples: 'model' = the model's own frozen vision tower for images "
         "and the frozen base LLM input embeddings, mean-pooled over the instruction tokens, for text; 'clip' = "

@@ -42,6 +42,7 @@ class HiDeLinear(nn.Module):
         self.experts_A = nn.ParameterList()
         self.experts_B = nn.ParameterList()
         self.training_expert: int | None = None  # index of the expert being trained, else None
+        self.enabled = True                      # False: the frozen base layer alone (router features)
         self.routing: Tensor | None = None       # (batch, experts) weights while a routing context is open
         # materialised inference factors (buffers, so .to(device) moves them; not saved: rebuilt from experts)
         self.combined_A: Tensor | None
@@ -99,6 +100,8 @@ class HiDeLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: (batch, seq, in)
         out = self.base(x)
+        if not self.enabled:
+            return out
         if self.training_expert is not None:
             k = self.training_expert
             h = self.dropout(x).to(torch.float32)
@@ -133,14 +136,26 @@ def wrap_targets(model: nn.Module, targets: tuple[str, ...], expanded: frozenset
              if (m := pattern.match(name)) and isinstance(module, nn.Linear)]
     if not found:
         raise ConfigError(f"hide-llava: no linear layer matches {pattern.pattern!r}; check adapter.target_modules")
-    wrapped = {}
-    for name, module, layer in found:
-        parent_name, _, child = name.rpartition(".")
-        wrapper = HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded, folds=fold_fused,
-                             init=init)
-        setattr(model.get_submodule(parent_name), child, wrapper)
-        wrapped[name] = wrapper
-    return wrapped
+    return {name: _wrap(model, name, HiDeLinear(module, rank, alpha, dropout, expanded=layer in expanded,
+                                                folds=fold_fused, init=init)) for name, module, layer in found}
+
+
+def wrap_vision_tower(model: nn.Module, rank: int, alpha: float, dropout: float,
+                      init: str = "kaiming") -> dict[str, HiDeLinear]:
+    """Replace every linear layer of the vision tower with an expanded (routed) `HiDeLinear`."""
+    prefix = family_of(model).vision_tower + "."
+    found = [(name, module) for name, module in model.named_modules()
+             if name.startswith(prefix) and isinstance(module, nn.Linear)]
+    if not found:
+        raise ConfigError(f"hide-llava: the vision tower ({prefix[:-1]}) has no linear layer for vision experts")
+    return {name: _wrap(model, name, HiDeLinear(module, rank, alpha, dropout, expanded=True, init=init))
+            for name, module in found}
+
+
+def _wrap(model: nn.Module, name: str, wrapper: HiDeLinear) -> HiDeLinear:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, wrapper)
+    return wrapper
 
 
 def hide_layers(model: nn.Module) -> list[HiDeLinear]:

@@ -40,8 +40,21 @@ from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.methods.base import Method, register_method
 from citkit.methods.hide_llava.config import HiDeConfig
 from citkit.methods.hide_llava.features import ClipFeatures, ModelFeatures, pool_images
-from citkit.methods.hide_llava.layers import HiDeLinear, hide_layers, num_decoder_layers, wrap_targets
-from citkit.models.families import count_images, image_owners, image_token_id, instruction_mask, projector
+from citkit.methods.hide_llava.layers import (
+    HiDeLinear,
+    hide_layers,
+    num_decoder_layers,
+    wrap_targets,
+    wrap_vision_tower,
+)
+from citkit.models.families import (
+    count_images,
+    family_of,
+    image_owners,
+    image_token_id,
+    instruction_mask,
+    projector,
+)
 from citkit.models.lora import AdapterConfig
 
 if TYPE_CHECKING:
@@ -79,6 +92,9 @@ class HiDeLLaVA(Method):
         self._expanded = sorted(expanded)
         wrap_targets(model, self.adapter.target_modules, expanded, self.adapter.rank, self.adapter.alpha,
                      self.adapter.dropout, fold_fused=self.config.fusion == "code", init=self.config.expert_init)
+        if self.config.vision_experts:
+            wrap_vision_tower(model, self.adapter.rank, self.adapter.alpha, self.adapter.dropout,
+                              init=self.config.expert_init)
         self._layers = hide_layers(model)
         if self.adapter.train_projector:
             projector(model).requires_grad_(True)
@@ -247,6 +263,19 @@ class HiDeLLaVA(Method):
         if isinstance(self.features, ClipFeatures):
             self.features.model_tokenizer = task.tokenizer
 
+    @contextlib.contextmanager
+    def _frozen_vision(self, model: nn.Module) -> Iterator[None]:
+        """The vision tower without its experts (if any), so the router's image features are the base's."""
+        prefix = family_of(model).vision_tower + "."
+        layers = [m for n, m in model.named_modules() if n.startswith(prefix) and isinstance(m, HiDeLinear)]
+        for layer in layers:
+            layer.enabled = False
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.enabled = True
+
     def _sample_features(self, batch: dict[str, Tensor], model: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
         """Per-sample image feature (or None when no sample has one), instruction feature, has-image mask."""
         keep = instruction_mask(batch, torch.tensor(self.skip_ids, dtype=torch.long))
@@ -256,7 +285,9 @@ class HiDeLLaVA(Method):
         if not images:
             return None, text, torch.zeros(batch_size, dtype=torch.bool, device=text.device)
         owners = image_owners(batch["input_ids"], images, image_token_id(model))
-        image, has_image = pool_images(self.features.images(model, batch), owners, batch_size)
+        with self._frozen_vision(model):
+            features = self.features.images(model, batch)
+        image, has_image = pool_images(features, owners, batch_size)
         return image, text, has_image
 
     @torch.no_grad()
