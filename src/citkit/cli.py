@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="prompts generated together")
     p.add_argument("--out", help="output folder (default: RUN_DIR/blocks)")
     p.add_argument("--updates-only", action="store_true",
-                   help="only measure the experts' updates per block (norm, cosine between tasks); nothing generated")
+                   help="only measure the size of each task's update per block; nothing generated")
     p.set_defaults(func=cmd_analyze_blocks)
 
     fed = sub.add_parser("fed", help="federated continual instruction tuning on Flower (docs/federated.md)"
