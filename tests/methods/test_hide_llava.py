@@ -426,7 +426,7 @@ def test_vision_experts_are_routed_in_the_tower_and_the_router_reads_the_frozen_
     base = load_model(tiny_model_path)
     with torch.no_grad():
         expected = method.features.images(base, batch)
-        with method._frozen_vision(model):
+        with method._frozen_vision():
             frozen = method.features.images(model, batch)
         adapted = method.features.images(model, batch)  # outside a routing context: every expert counts the same
     assert torch.equal(frozen, expected) and not torch.allclose(adapted, expected)

@@ -49,7 +49,6 @@ from citkit.methods.hide_llava.layers import (
 )
 from citkit.models.families import (
     count_images,
-    family_of,
     image_owners,
     image_token_id,
     instruction_mask,
@@ -82,6 +81,7 @@ class HiDeLLaVA(Method):
         self.features = (ClipFeatures(self.config.clip_path) if self.config.anchor_encoder == "clip"
                          else ModelFeatures(self.config.image_feature))
         self._layers: list[HiDeLinear] = []
+        self._vision_layers: list[HiDeLinear] = []  # the vision tower's experts (vision_experts only)
         self._expanded: list[int] = []           # decoder layer indices with routed experts
         self._stale = False                      # inference factors must be rebuilt before use
         self._true_task: str | None = None       # the task whose test set is being generated (oracle routing)
@@ -93,8 +93,8 @@ class HiDeLLaVA(Method):
         wrap_targets(model, self.adapter.target_modules, expanded, self.adapter.rank, self.adapter.alpha,
                      self.adapter.dropout, fold_fused=self.config.fusion == "code", init=self.config.expert_init)
         if self.config.vision_experts:
-            wrap_vision_tower(model, self.adapter.rank, self.adapter.alpha, self.adapter.dropout,
-                              init=self.config.expert_init)
+            self._vision_layers = list(wrap_vision_tower(model, self.adapter.rank, self.adapter.alpha,
+                                                         self.adapter.dropout, init=self.config.expert_init).values())
         self._layers = hide_layers(model)
         if self.adapter.train_projector:
             projector(model).requires_grad_(True)
@@ -264,16 +264,14 @@ class HiDeLLaVA(Method):
             self.features.model_tokenizer = task.tokenizer
 
     @contextlib.contextmanager
-    def _frozen_vision(self, model: nn.Module) -> Iterator[None]:
+    def _frozen_vision(self) -> Iterator[None]:
         """The vision tower without its experts (if any), so the router's image features are the base's."""
-        prefix = family_of(model).vision_tower + "."
-        layers = [m for n, m in model.named_modules() if n.startswith(prefix) and isinstance(m, HiDeLinear)]
-        for layer in layers:
+        for layer in self._vision_layers:
             layer.enabled = False
         try:
             yield
         finally:
-            for layer in layers:
+            for layer in self._vision_layers:
                 layer.enabled = True
 
     def _sample_features(self, batch: dict[str, Tensor], model: nn.Module) -> tuple[Tensor | None, Tensor, Tensor]:
@@ -285,7 +283,7 @@ class HiDeLLaVA(Method):
         if not images:
             return None, text, torch.zeros(batch_size, dtype=torch.bool, device=text.device)
         owners = image_owners(batch["input_ids"], images, image_token_id(model))
-        with self._frozen_vision(model):
+        with self._frozen_vision():
             features = self.features.images(model, batch)
         image, has_image = pool_images(features, owners, batch_size)
         return image, text, has_image
