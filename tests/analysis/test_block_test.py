@@ -86,13 +86,19 @@ def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_
     assert result.row("all blocks routed").scores == pytest.approx(final)  # same model, same oracle routing
     assert result.samples_per_task == 6
     assert [r.name for r in result.rows] == [name for name, _ in configurations(result.blocks)]
+    for row in result.rows:  # every configuration also has its answer loss, per task
+        assert set(row.losses) == set(result.tasks) and all(0 < v < 50 for v in row.losses.values())
+    assert result.row("top block only").losses != result.row("all blocks routed").losses
     saved = read_json(run_dir / "blocks" / "blocks.json")
+    assert saved["rows"][0]["mean_answer_loss"] == pytest.approx(result.rows[0].mean_loss)
     assert saved["rows"][1]["modes"] == {"0": "fused"} | {str(b): "routed" for b in range(1, result.blocks)}
     assert (run_dir / "blocks" / "blocks.md").read_text().startswith("Per-block test under oracle routing")
     done = subprocess.run([sys.executable, "-m", "citkit.cli", "analyze", "blocks", str(run_dir), "--samples-per-task",
                            "2", "--out", str(tmp_path / "b")], capture_output=True, text=True)  # a fresh process
     assert done.returncode == 0, done.stderr
-    assert "| fuse block 0 |" in done.stdout and (tmp_path / "b" / "blocks.csv").is_file()
+    assert "| fuse block 0 |" in done.stdout and "answer loss" in done.stdout
+    assert (tmp_path / "b" / "blocks.csv").read_text().startswith("configuration,") and ",answer_loss\n" in (
+        tmp_path / "b" / "blocks.csv").read_text().splitlines(keepends=True)[0]
     assert "Size of each task's update" in done.stdout
     assert [len(n) for n in read_json(tmp_path / "b" / "blocks.json")["update_norms"]] == [2] * result.blocks
 

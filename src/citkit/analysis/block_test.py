@@ -12,7 +12,10 @@ oracle (each test sample gets its own task's expert), and scores every trained t
 - *drop block b*: block b adds no adapter at all; how much the block's adaptation matters;
 - *top block only* (every block but the top one dropped) and *all blocks fused* (merge-all).
 
-The mean over the trained tasks is the final row's mean accuracy (MFN) of that configuration.
+The mean over the trained tasks is the final row's mean accuracy (MFN) of that configuration. Beside
+it, each configuration's answer loss (`citkit.eval.answer_loss`: teacher-forced cross-entropy per answer
+token on the same test samples): a block can change how sure the model is of its answers without
+changing which answer greedy decoding picks, and accuracy alone cannot see that.
 
 Without generating anything, it also measures the size of each task's update block by block (the
 Frobenius norm of s B_c A_c over the block's adapted layers): where training put the change, to set
@@ -36,6 +39,7 @@ from citkit.data.encoding import SampleEncoder
 from citkit.data.streams import load_stream
 from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.errors import ConfigError
+from citkit.eval.answer_loss import answer_loss
 from citkit.eval.evaluator import EvalConfig, evaluate_task
 from citkit.eval.matrix import AccuracyMatrix
 from citkit.io import write_json, write_text
@@ -84,10 +88,15 @@ class BlockRow:
     name: str
     modes: dict[int, str]
     scores: dict[str, float]
+    losses: dict[str, float]  # answer loss per task (nats per answer token)
 
     @property
     def mean(self) -> float:
         return sum(self.scores.values()) / len(self.scores)
+
+    @property
+    def mean_loss(self) -> float:
+        return sum(self.losses.values()) / len(self.losses)
 
 
 @dataclass
@@ -122,15 +131,18 @@ class BlockTest:
     def to_markdown(self) -> str:
         parts = []
         if self.rows:
-            reference = self.rows[0].mean
-            head = ["configuration", *self.tasks, "mean (MFN)", "vs all routed"]
+            reference, loss_reference = self.rows[0].mean, self.rows[0].mean_loss
+            head = ["configuration", *self.tasks, "mean (MFN)", "vs all routed", "answer loss", "vs all routed"]
             lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
             for r in self.rows:
                 cells = [f"{r.scores[t]:.1f}" for t in self.tasks]
-                lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {r.mean:.1f} | {r.mean - reference:+.1f} |")
+                lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {r.mean:.1f} | {r.mean - reference:+.1f} | "
+                             f"{r.mean_loss:.3f} | {r.mean_loss - loss_reference:+.3f} |")
             parts.append(f"Per-block test under oracle routing ({self.blocks} decoder blocks, {self.samples_per_task} "
                          "test samples per task): every block adds the sample's own task's expert unless the row says "
-                         "it adds the fusion of all experts (fuse) or nothing (drop).\n\n" + "\n".join(lines) + "\n")
+                         "it adds the fusion of all experts (fuse) or nothing (drop). Scores per task; answer loss: "
+                         "mean over tasks of the cross-entropy per reference answer token (nats).\n\n"
+                         + "\n".join(lines) + "\n")
         if self.updates is not None:
             head = ["block", *self.tasks, "mean"]
             lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
@@ -215,16 +227,19 @@ def analyze_blocks(config: BlockTestConfig) -> BlockTest:
         for block, block_layers in enumerate(layers):
             set_mode(block_layers, modes.get(block, "routed"), experts, config.fusion)
         scores = {t.name: evaluate_task(model, t, eval_config, method).score for t in tasks}
-        rows.append(BlockRow(name, {b: modes.get(b, "routed") for b in range(len(layers))}, scores))
-        logger.info(f"{name}: mean {rows[-1].mean:.1f}")
+        losses = {t.name: answer_loss(model, t, config.batch_size, method) for t in tasks}
+        rows.append(BlockRow(name, {b: modes.get(b, "routed") for b in range(len(layers))}, scores, losses))
+        logger.info(f"{name}: mean {rows[-1].mean:.1f}, answer loss {rows[-1].mean_loss:.3f}")
     result = BlockTest([t.name for t in tasks], len(layers), len(tasks[0].test), rows, block_updates(layers, experts))
     out = Path(config.out_dir) if config.out_dir else run_dir / "blocks"
     write_text(out / "blocks.md", result.to_markdown())
-    write_text(out / "blocks.csv", "configuration," + ",".join(result.tasks) + ",mean\n" + "".join(
-        f"{r.name}," + ",".join(f"{r.scores[t]:.2f}" for t in result.tasks) + f",{r.mean:.2f}\n" for r in rows))
+    write_text(out / "blocks.csv", "configuration," + ",".join(result.tasks) + ",mean,answer_loss\n" + "".join(
+        f"{r.name}," + ",".join(f"{r.scores[t]:.2f}" for t in result.tasks) + f",{r.mean:.2f},{r.mean_loss:.4f}\n"
+        for r in rows))
     write_json(out / "blocks.json", {"run": str(run_dir), "fusion": config.fusion, "blocks": result.blocks,
                                      "samples_per_task": result.samples_per_task, "tasks": result.tasks,
                                      "rows": [{"name": r.name, "modes": {str(b): m for b, m in r.modes.items()},
-                                               "scores": r.scores, "mean": r.mean} for r in rows],
+                                               "scores": r.scores, "mean": r.mean, "answer_losses": r.losses,
+                                               "mean_answer_loss": r.mean_loss} for r in rows],
                                      "update_norms": result.updates.norms})
     return result
