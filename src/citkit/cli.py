@@ -254,7 +254,8 @@ def cmd_analyze_blocks(args: argparse.Namespace) -> int:
 
     samples = None if args.samples_per_task == 0 else args.samples_per_task
     config = BlockTestConfig(run_dir=args.run_dir, samples_per_task=samples, fusion=args.fusion,
-                             batch_size=args.batch_size, out_dir=args.out or "", updates_only=args.updates_only)
+                             batch_size=args.batch_size, out_dir=args.out or "", updates_only=args.updates_only,
+                             modules=tuple(m.strip() for m in args.modules.split(",")) if args.modules else ())
     result = analyze_blocks(config)
     print(result.to_markdown())
     print(f"wrote blocks.md, blocks.csv and blocks.json in {config.out_dir or Path(args.run_dir) / 'blocks'}")
@@ -484,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN_DIR/blocks)")
     p.add_argument("--updates-only", action="store_true",
                    help="only measure the size of each task's update per block; nothing generated")
+    p.add_argument("--modules", help="fuse or drop only these layers of a block, comma-separated (e.g. "
+                   "q_proj,k_proj,v_proj,o_proj); the others stay routed (default: every adapted layer)")
     p.set_defaults(func=cmd_analyze_blocks)
 
     fed = sub.add_parser("fed", help="federated continual instruction tuning on Flower (docs/federated.md)"

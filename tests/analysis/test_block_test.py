@@ -10,7 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from citkit.analysis.block_test import BlockTestConfig, analyze_blocks, block_updates, configurations, set_mode
+from citkit.analysis.block_test import (
+    BlockTestConfig,
+    analyze_blocks,
+    block_updates,
+    configurations,
+    set_mode,
+    varied_layers,
+)
 from citkit.data.streams import read_stream_file
 from citkit.errors import ConfigError
 from citkit.eval.matrix import AccuracyMatrix
@@ -71,6 +78,24 @@ def test_configurations_fuse_and_drop_one_block_at_a_time() -> None:
     assert rows["all blocks fused"] == {b: "fused" for b in range(4)}
 
 
+def test_varied_layers_are_the_named_ones_of_every_block() -> None:
+    def block() -> nn.Module:
+        attention, mlp = nn.Module(), nn.Module()
+        attention.q_proj, attention.v_proj, mlp.up_proj = two_experts(), two_experts(), two_experts()
+        outer = nn.Module()
+        outer.self_attn, outer.mlp = attention, mlp
+        return outer
+
+    blocks = [block(), block()]
+    assert [len(b) for b in varied_layers(blocks, ())] == [3, 3]
+    chosen = varied_layers(blocks, ("q_proj", "up_proj"))
+    assert chosen == [[b.self_attn.q_proj, b.mlp.up_proj] for b in blocks]
+    with pytest.raises(ConfigError, match="block 0 has no expert layer named gate_proj"):
+        varied_layers(blocks, ("q_proj", "gate_proj"))
+    with pytest.raises(ConfigError, match="distinct non-empty"):
+        BlockTestConfig(run_dir="x", modules=("q_proj", "q_proj"))
+
+
 def small_run(tmp_path: Path, stream: Path, name: str, *options: str) -> Path:
     tasks = [t["name"] for t in read_stream_file(stream)["tasks"][:2]]
     overrides = ["train.max_steps=2", "train.batch_size=4", "train.progress=false", f"stream.name={stream}",
@@ -101,6 +126,12 @@ def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_
         tmp_path / "b" / "blocks.csv").read_text().splitlines(keepends=True)[0]
     assert "Size of each task's update" in done.stdout
     assert [len(n) for n in read_json(tmp_path / "b" / "blocks.json")["update_norms"]] == [2] * result.blocks
+    attention = analyze_blocks(BlockTestConfig(run_dir=str(run_dir), samples_per_task=6, batch_size=4,
+                                               modules=("q_proj", "k_proj"), out_dir=str(tmp_path / "qk")))
+    assert attention.row("all blocks routed").losses == pytest.approx(result.row("all blocks routed").losses)
+    assert attention.row("all blocks fused").losses != pytest.approx(result.row("all blocks fused").losses)
+    assert "in its q_proj, k_proj layers only" in (tmp_path / "qk" / "blocks.md").read_text()
+    assert read_json(tmp_path / "qk" / "blocks.json")["modules"] == ["q_proj", "k_proj"]
 
 
 def test_updates_only_scores_no_configuration(tmp_path: Path, small_stream_file: Path) -> None:

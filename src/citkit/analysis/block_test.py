@@ -69,6 +69,9 @@ class BlockTestConfig:
     out_dir: str = field(default="", metadata={"help": "Where blocks.md/.csv/.json go (default: <run_dir>/blocks)."})
     updates_only: bool = field(default=False, metadata={"help": (
         "Measure the experts' updates per block only (seconds, nothing generated): no configuration is scored.")})
+    modules: tuple[str, ...] = field(default=(), metadata={"help": (
+        "Fuse or drop only these adapted layers of a block (names inside the block, e.g. q_proj, k_proj, v_proj, "
+        "o_proj for attention); the block's other layers stay routed. Empty: every adapted layer.")})
 
     def __post_init__(self) -> None:
         if not self.run_dir:
@@ -79,6 +82,8 @@ class BlockTestConfig:
             raise ConfigError(f"analyze blocks: fusion {self.fusion!r} is unknown; use 'code' or 'paper'")
         if self.batch_size < 1:
             raise ConfigError(f"analyze blocks: batch_size must be >= 1, got {self.batch_size}")
+        if len(set(self.modules)) != len(self.modules) or any(not m for m in self.modules):
+            raise ConfigError(f"analyze blocks: modules must be distinct non-empty layer names, got {self.modules}")
 
 
 @dataclass
@@ -124,6 +129,7 @@ class BlockTest:
     samples_per_task: int
     rows: list[BlockRow]
     updates: BlockUpdates | None = None
+    modules: tuple[str, ...] = ()  # the layers a row fuses or drops (empty: all of the block's)
 
     def row(self, name: str) -> BlockRow:
         return next(r for r in self.rows if r.name == name)
@@ -140,7 +146,9 @@ class BlockTest:
                              f"{r.mean_loss:.3f} | {r.mean_loss - loss_reference:+.3f} |")
             parts.append(f"Per-block test under oracle routing ({self.blocks} decoder blocks, {self.samples_per_task} "
                          "test samples per task): every block adds the sample's own task's expert unless the row says "
-                         "it adds the fusion of all experts (fuse) or nothing (drop). Scores per task; answer loss: "
+                         "it adds the fusion of all experts (fuse) or nothing (drop)"
+                         + (f", in its {', '.join(self.modules)} layers only (the others stay routed)" if self.modules
+                            else "") + ". Scores per task; answer loss: "
                          "mean over tasks of the cross-entropy per reference answer token (nats).\n\n"
                          + "\n".join(lines) + "\n")
         if self.updates is not None:
@@ -211,6 +219,24 @@ def restore(run_dir: Path, device: torch.device,
     return method, model.to(device), tasks, done
 
 
+def varied_layers(blocks: list[torch.nn.Module], modules: tuple[str, ...]) -> list[list[HiDeLinear]]:
+    """Per block, the expert layers a configuration fuses or drops: every one, or those whose name inside the
+    block ends with one of `modules` (each name must match in every block)."""
+    named = [[(n, m) for n, m in block.named_modules() if isinstance(m, HiDeLinear)] for block in blocks]
+    if not modules:
+        return [[m for _, m in block] for block in named]
+    varied = []
+    for b, block in enumerate(named):
+        chosen = [m for n, m in block if n.split(".")[-1] in modules]
+        found = {n.split(".")[-1] for n, _ in block}
+        missing = [m for m in modules if m not in found]
+        if missing:
+            raise ConfigError(f"analyze blocks: block {b} has no expert layer named {', '.join(missing)} (it has "
+                              f"{', '.join(sorted(found))})")
+        varied.append(chosen)
+    return varied
+
+
 @torch.no_grad()
 def analyze_blocks(config: BlockTestConfig) -> BlockTest:
     """Score the run's trained tasks under every configuration (unless `updates_only`) and measure the experts'
@@ -220,23 +246,28 @@ def analyze_blocks(config: BlockTestConfig) -> BlockTest:
     method, model, tasks, experts = restore(run_dir, device)
     for task in tasks:
         task.task = replace(task.task, test=task.test[: config.samples_per_task])
-    layers = [[m for m in block.modules() if isinstance(m, HiDeLinear)] for block in decoder_layers(model)]
+    blocks = decoder_layers(model)
+    layers = [[m for m in block.modules() if isinstance(m, HiDeLinear)] for block in blocks]
+    varied = varied_layers(blocks, config.modules)
     eval_config = EvalConfig(batch_size=config.batch_size)
     rows = []
     for name, modes in [] if config.updates_only else configurations(len(layers)):
         for block, block_layers in enumerate(layers):
-            set_mode(block_layers, modes.get(block, "routed"), experts, config.fusion)
+            set_mode(block_layers, "routed", experts, config.fusion)
+            set_mode(varied[block], modes.get(block, "routed"), experts, config.fusion)
         scores = {t.name: evaluate_task(model, t, eval_config, method).score for t in tasks}
         losses = {t.name: answer_loss(model, t, config.batch_size, method) for t in tasks}
         rows.append(BlockRow(name, {b: modes.get(b, "routed") for b in range(len(layers))}, scores, losses))
         logger.info(f"{name}: mean {rows[-1].mean:.1f}, answer loss {rows[-1].mean_loss:.3f}")
-    result = BlockTest([t.name for t in tasks], len(layers), len(tasks[0].test), rows, block_updates(layers, experts))
+    result = BlockTest([t.name for t in tasks], len(layers), len(tasks[0].test), rows, block_updates(layers, experts),
+                       config.modules)
     out = Path(config.out_dir) if config.out_dir else run_dir / "blocks"
     write_text(out / "blocks.md", result.to_markdown())
     write_text(out / "blocks.csv", "configuration," + ",".join(result.tasks) + ",mean,answer_loss\n" + "".join(
         f"{r.name}," + ",".join(f"{r.scores[t]:.2f}" for t in result.tasks) + f",{r.mean:.2f},{r.mean_loss:.4f}\n"
         for r in rows))
     write_json(out / "blocks.json", {"run": str(run_dir), "fusion": config.fusion, "blocks": result.blocks,
+                                     "modules": list(config.modules) or "all",
                                      "samples_per_task": result.samples_per_task, "tasks": result.tasks,
                                      "rows": [{"name": r.name, "modes": {str(b): m for b, m in r.modes.items()},
                                                "scores": r.scores, "mean": r.mean, "answer_losses": r.losses,
