@@ -119,9 +119,11 @@ def test_reference_row_equals_an_oracle_routed_run(tmp_path: Path, small_stream_
     assert saved["rows"][1]["modes"] == {"0": "fused"} | {str(b): "routed" for b in range(1, result.blocks)}
     assert (run_dir / "blocks" / "blocks.md").read_text().startswith("Per-block test under oracle routing")
     done = subprocess.run([sys.executable, "-m", "citkit.cli", "analyze", "blocks", str(run_dir), "--samples-per-task",
-                           "2", "--out", str(tmp_path / "b")], capture_output=True, text=True)  # a fresh process
+                           "2", "--out", str(tmp_path / "b"), "--modules", "gate_proj, up_proj"],
+                          capture_output=True, text=True)  # a fresh process
     assert done.returncode == 0, done.stderr
     assert "| fuse block 0 |" in done.stdout and "answer loss" in done.stdout
+    assert "in its gate_proj, up_proj layers only" in done.stdout
     assert (tmp_path / "b" / "blocks.csv").read_text().startswith("configuration,") and ",answer_loss\n" in (
         tmp_path / "b" / "blocks.csv").read_text().splitlines(keepends=True)[0]
     assert "Size of each task's update" in done.stdout
