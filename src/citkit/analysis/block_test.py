@@ -253,7 +253,7 @@ def analyze_blocks(config: BlockTestConfig) -> BlockTest:
     rows = []
     for name, modes in [] if config.updates_only else configurations(len(layers)):
         for block, block_layers in enumerate(layers):
-            set_mode(block_layers, "routed", experts, config.fusion)
+            set_mode([m for m in block_layers if m not in varied[block]], "routed", experts, config.fusion)
             set_mode(varied[block], modes.get(block, "routed"), experts, config.fusion)
         scores = {t.name: evaluate_task(model, t, eval_config, method).score for t in tasks}
         losses = {t.name: answer_loss(model, t, config.batch_size, method) for t in tasks}
