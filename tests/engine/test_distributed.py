@@ -21,13 +21,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch(processes: int, stream: Path, runs: Path, name: str, batch_size: int, stop_after: int | None = None) -> None:
+def launch(processes: int, stream: Path, runs: Path, name: str, batch_size: int, stop_after: int | None = None,
+           settings: tuple[str, ...] = ()) -> None:
     command = [sys.executable, str(SCRIPT), str(stream), str(runs), name, str(batch_size)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                    "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *command[1:]]
-    if stop_after is not None:
-        command.append(str(stop_after))
+    command += [str(stop_after) if stop_after is not None else "-", *settings]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -60,6 +60,18 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, stream) ->
     ids = [line["id"] for line in lines]
     assert len(ids) == len(set(ids)) == 12  # both tasks' 6 test samples, each once, none lost
     assert not list((tmp_path / "two").rglob("*.tmp"))
+
+
+def test_two_processes_share_the_like_length_batches_of_group_by_length(tmp_path, stream) -> None:
+    """accelerate shards the length-grouped batch sampler: each process trains on its own batches of the
+    same seeded order, and the run completes with every test sample predicted once."""
+    launch(2, stream, tmp_path, "grouped", batch_size=4, settings=("train.group_by_length=true",))
+    matrix, predictions = outputs(tmp_path / "grouped")
+    assert any(v > 0 for row in matrix["rows"][1:] for v in row)
+    config = json.loads((tmp_path / "grouped" / "config.json").read_text())
+    assert config["train"]["group_by_length"] is True
+    ids = [json.loads(line)["id"] for line in predictions[1].splitlines()]
+    assert len(ids) == len(set(ids)) == 12
 
 
 @pytest.mark.slow

@@ -63,9 +63,21 @@ def test_cli_defaults_are_the_packaged_recipe_and_an_unknown_world_is_one_line(t
     from citkit.models.registry import packaged_tiny_model
 
     recipe = json.loads((packaged_tiny_model() / "quality.json").read_text())["recipe"]
+    recipe.setdefault("group_by_length", False)  # the packaged build predates the option: plain shuffled batches
     args = build_parser().parse_args(["model", "pretrain", "--out", str(tmp_path / "m")])
     assert (args.world, args.steps, args.seed) == (recipe["world"], recipe["steps"], recipe["seed"])
     config = PretrainConfig(world=args.world, steps=args.steps, seed=args.seed)
     assert {k: v for k, v in vars(config).items() if k != "model"} == {k: v for k, v in recipe.items() if k != "model"}
     assert main(["model", "pretrain", "--out", str(tmp_path / "m"), "--world", "nope"]) != 0
     assert "pretrain world 'nope' is unknown" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_group_by_length_builds_from_like_length_batches_and_is_recorded(tmp_path) -> None:
+    """The option reaches the engine: other batches, so other weights from the same seed, and the recipe
+    in quality.json says which."""
+    plain = pretrain_tiny(PretrainConfig(**SMALL, quality_gate=0.0), tmp_path / "plain", progress=False)
+    grouped = pretrain_tiny(PretrainConfig(**SMALL, quality_gate=0.0, group_by_length=True), tmp_path / "grouped",
+                            progress=False)
+    assert plain["recipe"]["group_by_length"] is False and grouped["recipe"]["group_by_length"] is True
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "grouped" / "model.safetensors")
+    assert any(not a[k].equal(b[k]) for k in a)

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from citkit.data.encoding import IGNORE_INDEX
+from citkit.errors import ConfigError
 
 
 def loss_items(batch: dict[str, Tensor]) -> int:
@@ -39,9 +40,16 @@ class BatchSource:
     dataset: Dataset[Any]
     collate: Callable[[list[Any]], dict[str, Tensor]]
     count_items: Callable[[dict[str, Tensor]], int] = loss_items
+    item_length: Callable[[Any], int] | None = None  # an item's padded dimension (tokens), for length grouping
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+    def lengths(self) -> list[int]:
+        """Every item's length (`item_length(dataset[i])`), e.g. to batch like lengths together."""
+        if self.item_length is None:
+            raise ConfigError("train.group_by_length: this task's items have no length (only token sequences do)")
+        return [self.item_length(self.dataset[i]) for i in range(len(self))]
 
 
 class LazyDataset(Dataset[Any]):

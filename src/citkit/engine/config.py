@@ -44,6 +44,12 @@ class TrainConfig:
         "DataLoader worker processes that read and encode samples while the model trains (0: in the main "
         "process). The batches and their order are the same either way; workers restart each epoch and "
         "encode its samples again.")})
+    group_by_length: bool = field(default=False, metadata={"help": (
+        "Batch samples of like token length together, as the transformers Trainer's group_by_length: each "
+        "epoch's random order is cut into groups of 50 batches, each group sorted by length and cut into "
+        "batches, and the batches are shuffled. Less padding per step (faster when lengths vary), but other "
+        "batches than plain shuffling; every sample is still seen once per epoch. Encodes every training "
+        "sample once before the task to know its length.")})
     log_every: int = field(default=10, metadata={"help": "Log the loss parts and the lr every this many steps."})
     log_with: str | None = field(default=None, metadata={"help": (
         "Experiment trackers, comma-separated, through accelerate: tensorboard, wandb, mlflow, comet_ml, aim, "

@@ -35,6 +35,7 @@ from transformers import get_scheduler, set_seed
 
 from citkit.engine.batches import BatchSource
 from citkit.engine.config import TrainConfig, steps_for
+from citkit.engine.length_grouping import LengthGroupedBatches
 from citkit.engine.tracking import make_accelerator
 from citkit.errors import ConfigError, IncompatibleMethodError
 
@@ -138,8 +139,12 @@ class Engine:
         generator = torch.Generator().manual_seed(seed)
         # Workers start anew each epoch (not persistent): the DataLoader then draws each epoch's order from
         # `generator` exactly as without workers, so num_workers never changes which batches the model sees.
-        loader = DataLoader(source.dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
-                            collate_fn=source.collate, num_workers=config.num_workers)
+        if config.group_by_length:
+            loader = DataLoader(source.dataset, collate_fn=source.collate, num_workers=config.num_workers,
+                                batch_sampler=LengthGroupedBatches(source.lengths(), config.batch_size, generator))
+        else:
+            loader = DataLoader(source.dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
+                                collate_fn=source.collate, num_workers=config.num_workers)
         total = steps_for(config, len(source), accelerator.num_processes)
         optimizer = torch.optim.AdamW(parameter_groups(model, named, config), lr=config.lr,
                                       weight_decay=config.weight_decay)

@@ -59,6 +59,12 @@ class EncodingCache:
         return self._get(("prompt", sample.task, sample.id), lambda: self.encoder.encode_prompt(sample))
 
 
+
+def token_count(encoded: Encoded) -> int:
+    """The token positions an encoded sample takes in a batch (image tokens included)."""
+    return len(encoded.input_ids)
+
+
 @dataclass
 class TaskData:
     """One task of the stream with its position and access to encoded batches."""
@@ -100,7 +106,7 @@ class TaskData:
     def source(self, samples: Sequence[Sample]) -> BatchSource:
         """What the engine trains on: `samples` encoded lazily (in DataLoader workers if any), collated
         with right padding; the loss averages over answer tokens."""
-        return BatchSource(LazyDataset(samples, self.encode), self.collate)
+        return BatchSource(LazyDataset(samples, self.encode), self.collate, item_length=token_count)
 
     def render(self, turns: Sequence[Turn], add_generation_prompt: bool) -> str:
         """The chat template's text for `turns` (placeholders not yet expanded)."""

@@ -63,6 +63,9 @@ class PretrainConfig:
     vision_steps: int = field(default=600, metadata={"help": "Steps of the supervised vision warm-up (stage 1)."})
     steps: int = field(default=5000, metadata={"help": "Optimizer steps of the full fine-tune (stage 2)."})
     batch_size: int = field(default=32, metadata={"help": "Samples per step."})
+    group_by_length: bool = field(default=False, metadata={"help": (
+        "Batch like-length samples together (train.group_by_length): a third less time per step, but batches "
+        "of fewer base tasks; at the packaged recipe's other settings such builds fell under the gate.")})
     lr: float = field(default=1.5e-3, metadata={"help": "Peak learning rate (cosine schedule)."})
     seed: int = field(default=0, metadata={"help": "Seed of the initialisation, the data and the order."})
     quality_gate: float = field(default=80.0, metadata={"help": (
@@ -124,7 +127,8 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
                  for i, e in enumerate(spec["tasks"])]
         mixture = TaskData(Task("base-mixture", [s for t in tasks for s in t.train], [], "exact", 1), 0, cache)
         engine = Engine(TrainConfig(max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                                    warmup_ratio=0.02, weight_decay=0.01, progress=progress), cpu=True)
+                                    warmup_ratio=0.02, weight_decay=0.01, progress=progress,
+                                    group_by_length=config.group_by_length), cpu=True)
         method = FullFineTune(frozen=("vision_tower",))  # already warmed up in stage 1
         model = engine.attach(method, model)
         model, result = engine.fit_task(model, method, mixture, seed=config.seed)
