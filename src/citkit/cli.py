@@ -182,12 +182,16 @@ def _pretrain_defaults() -> Any:
 
 
 def cmd_model_pretrain(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from citkit.models.pretrain import PretrainConfig, pretrain_tiny
 
     config = PretrainConfig(world=args.world, steps=args.steps, seed=args.seed)
     quality = pretrain_tiny(config, args.out, progress=not args.quiet)
-    print(f"wrote {args.out}: base-task scores {quality['scores']} (mean {quality['mean']:.1f}, "
-          f"gate {quality['quality_gate']}), {quality['train_seconds']:.0f} s of training")
+    if PartialState().is_main_process:  # under torch.distributed.run, one line from the process that saved
+        print(f"wrote {args.out}: base-task scores {quality['scores']} (mean {quality['mean']:.1f}, "
+              f"gate {quality['quality_gate']}), {quality['train_seconds']:.0f} s of training on "
+              f"{quality['processes']} process(es)")
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from accelerate.logging import get_logger
 from transformers import set_seed
 
@@ -94,7 +95,10 @@ def pretrain_tiny(config: PretrainConfig, output_dir: str | Path, progress: bool
 
     The build runs on `threads` torch threads whatever the caller's setting (restored after); the
     default is `BUILD_THREADS`, as the packaged model was built: with another thread count the same seed
-    gives other bits."""
+    gives other bits. Launched on P processes (`python -m torch.distributed.run --nproc_per_node P`, gloo
+    on CPU), each process trains on 1/P of every step's samples (the same global batches as one process,
+    other bits: gradients summed over processes round differently), the gate is evaluated on shards and
+    the main process saves."""
     if threads < 1:
         raise CitkitError(f"pretrain: threads must be >= 1, got {threads}")
     before = torch.get_num_threads()
@@ -115,8 +119,11 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
         tokenizer = build_tokenizer(toy_vocabulary())
     processor = build_processor(tokenizer)
     model = build_model(config.model, tokenizer)
+    warmup = Accelerator(cpu=True)  # the launch's processes (one without a launcher), as the engine sees them
+    processes = warmup.num_processes
     vision_accuracy = warm_up_vision(model.model.vision_tower, config.model.vision_hidden, config.vision_steps,
-                                     batch_size=64, lr=3e-3, seed=config.seed, domains=domains)
+                                     batch_size=per_process(VISION_BATCH, processes), lr=3e-3, seed=config.seed,
+                                     domains=domains)
     with tempfile.TemporaryDirectory(prefix="citkit-base-") as tmp:
         stream_file = export(ToyWorldConfig(variant, config.train_per_task, config.test_per_task, config.seed), tmp)
         spec = read_stream_file(stream_file)
@@ -126,26 +133,42 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
                                e["scorer"], int(e["max_new_tokens"])), i, cache)
                  for i, e in enumerate(spec["tasks"])]
         mixture = TaskData(Task("base-mixture", [s for t in tasks for s in t.train], [], "exact", 1), 0, cache)
-        engine = Engine(TrainConfig(max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                                    warmup_ratio=0.02, weight_decay=0.01, progress=progress,
+        engine = Engine(TrainConfig(max_steps=config.steps, batch_size=per_process(config.batch_size, processes),
+                                    lr=config.lr, warmup_ratio=0.02, weight_decay=0.01,
+                                    progress=progress and warmup.is_main_process,
                                     group_by_length=config.group_by_length), cpu=True)
         method = FullFineTune(frozen=("vision_tower",))  # already warmed up in stage 1
         model = engine.attach(method, model)
         model, result = engine.fit_task(model, method, mixture, seed=config.seed)
-        scores = {t.name: evaluate_task(model, t, EvalConfig(batch_size=128)).score for t in tasks}
+        scores = {t.name: evaluate_task(model, t, EvalConfig(batch_size=128), accelerator=engine.accelerator).score
+                  for t in tasks}
     mean = sum(scores.values()) / len(scores)
     quality = {"scores": scores, "vision_accuracy": {k: 100 * v for k, v in vision_accuracy.items()}, "mean": mean,
                "quality_gate": config.quality_gate, "steps": result.steps, "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "train_seconds": result.seconds,
+               "threads": torch.get_num_threads(), "processes": processes, "train_seconds": result.seconds,
                "parameters": parameter_count(model), "recipe": asdict(config)}
     if mean < config.quality_gate:
         raise QualityGateError(f"tiny base model scored {mean:.1f} on its base tasks ({scores}), below the quality "
                                f"gate {config.quality_gate}; nothing was saved. Try more steps or another seed.")
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=output_dir.parent if output_dir.parent.exists() else None))
-    model.save_pretrained(staging)
-    processor.save_pretrained(staging)
-    write_json(staging / "quality.json", quality)
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    staging.rename(output_dir)
+    if warmup.is_main_process:
+        staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=output_dir.parent if output_dir.parent.exists() else None))
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        write_json(staging / "quality.json", quality)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    warmup.wait_for_everyone()
     return quality
+
+
+VISION_BATCH = 64  # pictures per step of the vision warm-up, over all processes
+
+
+def per_process(batch_size: int, processes: int) -> int:
+    """A step's `batch_size` samples split evenly over the launch's processes: the same global batch, hence
+    the same samples per step, as one process."""
+    if batch_size % processes:
+        raise CitkitError(f"pretrain: a step's {batch_size} samples do not split over {processes} processes")
+    return batch_size // processes
+

@@ -103,13 +103,17 @@ class VisionWarmupTask:
 def warm_up_vision(vision_tower: nn.Module, hidden: int, steps: int, batch_size: int, lr: float, seed: int,
                    domains: tuple[str, ...] = DOMAINS) -> dict[str, float]:
     """Train `vision_tower` with cell, summary and domain heads through the engine; returns held-out accuracies
-    (0-1) on 300 pictures: `cells` (every cell of a picture right) and `summary`."""
+    (0-1) on 300 pictures: `cells` (every cell of a picture right) and `summary`. `batch_size` is per process:
+    on P processes each of the `steps` steps sees P * batch_size pictures."""
     probe = VisionProbe(vision_tower, hidden, domains)
     engine = Engine(TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_ratio=0.05, weight_decay=0.01,
                                 max_grad_norm=None, progress=False), cpu=True)
-    method = FullFineTune()
+    # The probe reads the last hidden states, never the pooled output: the tower's post_layernorm gets no
+    # gradient (an optimizer skips it either way; DDP refuses a trainable parameter without a gradient).
+    method = FullFineTune(frozen=("post_layernorm",))
     probe = engine.attach(method, probe)
-    probe, _ = engine.fit_task(probe, method, VisionWarmupTask(seed, steps * batch_size, domains), seed=seed)
+    pictures = steps * batch_size * engine.accelerator.num_processes
+    probe, _ = engine.fit_task(probe, method, VisionWarmupTask(seed, pictures, domains), seed=seed)
     held_out = stack([draw_labelled(seed + 1_000_003, i, domains) for i in range(300)])
     with torch.no_grad():
         out = probe(**held_out)
