@@ -11,7 +11,7 @@ from citkit.data.toy.world import ToyDraw
 from citkit.engine.batches import BatchSource, LazyDataset
 from citkit.engine.config import TrainConfig
 from citkit.engine.engine import Engine
-from citkit.engine.length_grouping import LengthGroupedBatches, padding_share
+from citkit.engine.length_grouping import LengthGroupedBatches
 from citkit.engine.task_data import EncodingCache, TaskData, token_count
 from citkit.errors import ConfigError
 from citkit.methods.lora_ft import LoRAFineTuning
@@ -19,6 +19,16 @@ from citkit.models.loading import load_model, load_processor
 from citkit.models.lora import AdapterConfig
 
 LENGTHS = [int(x) for x in torch.randint(5, 200, (203,), generator=torch.Generator().manual_seed(3))]
+
+
+def padding_share(batches: list[list[int]]) -> float:
+    """The share of the token positions computed over batches (each a list of its samples' lengths) that
+    are padding: every sample is padded to its batch's longest."""
+    return 1 - sum(map(sum, batches)) / sum(max(b) * len(b) for b in batches)
+
+
+def as_lengths(batches: list[list[int]]) -> list[list[int]]:
+    return [[LENGTHS[i] for i in b] for b in batches]
 
 
 def epochs(sampler: LengthGroupedBatches, n: int) -> list[list[list[int]]]:
@@ -38,7 +48,7 @@ def test_batches_hold_like_lengths_and_pad_far_less_than_shuffled_batches() -> N
     order = torch.randperm(len(LENGTHS), generator=torch.Generator().manual_seed(0)).tolist()
     shuffled = [order[i:i + 8] for i in range(0, len(order), 8)]
     grouped = list(sampler)
-    assert padding_share(LENGTHS, grouped) < 0.5 * padding_share(LENGTHS, shuffled)
+    assert padding_share(as_lengths(grouped)) < 0.5 * padding_share(as_lengths(shuffled))
     # one group spanning the epoch: the batches are disjoint ranges of length
     whole = list(LengthGroupedBatches(LENGTHS, 8, torch.Generator().manual_seed(0), group=100))
     ranges = sorted((min(LENGTHS[i] for i in b), max(LENGTHS[i] for i in b)) for b in whole)
@@ -102,10 +112,7 @@ def test_group_by_length_trains_on_like_length_batches_seeing_every_sample_each_
     for epoch in (grouped_ids[:len(samples)], grouped_ids[len(samples):]):
         assert sorted(epoch) == sorted(s.id for s in samples)
 
-    def padding(batches):
-        return 1 - sum(map(sum, batches)) / sum(max(b) * len(b) for b in batches)
-
-    assert padding(plain) > 0.05 and padding(grouped) < 0.5 * padding(plain)
+    assert padding_share(plain) > 0.05 and padding_share(grouped) < 0.5 * padding_share(plain)
 
 
 def test_group_by_length_needs_items_with_a_length() -> None:

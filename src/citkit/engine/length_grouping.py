@@ -48,9 +48,3 @@ class LengthGroupedBatches(Sampler[list[int]]):
         for i in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[i]
 
-
-def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
-    """The share of the token positions computed over `batches` that are padding."""
-    computed = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
-    real = sum(lengths[i] for b in batches for i in b)
-    return 1.0 - real / computed if computed else 0.0

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import PartialState
 from accelerate.logging import get_logger
 from transformers import set_seed
 
@@ -119,8 +119,8 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
         tokenizer = build_tokenizer(toy_vocabulary())
     processor = build_processor(tokenizer)
     model = build_model(config.model, tokenizer)
-    warmup = Accelerator(cpu=True)  # the launch's processes (one without a launcher), as the engine sees them
-    processes = warmup.num_processes
+    launch = PartialState(cpu=True)  # the launch's processes (one without a launcher), as the engine sees them
+    processes = launch.num_processes
     vision_accuracy = warm_up_vision(model.model.vision_tower, config.model.vision_hidden, config.vision_steps,
                                      batch_size=per_process(VISION_BATCH, processes), lr=3e-3, seed=config.seed,
                                      domains=domains)
@@ -135,7 +135,7 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
         mixture = TaskData(Task("base-mixture", [s for t in tasks for s in t.train], [], "exact", 1), 0, cache)
         engine = Engine(TrainConfig(max_steps=config.steps, batch_size=per_process(config.batch_size, processes),
                                     lr=config.lr, warmup_ratio=0.02, weight_decay=0.01,
-                                    progress=progress and warmup.is_main_process,
+                                    progress=progress and launch.is_main_process,
                                     group_by_length=config.group_by_length), cpu=True)
         method = FullFineTune(frozen=("vision_tower",))  # already warmed up in stage 1
         model = engine.attach(method, model)
@@ -150,7 +150,7 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
     if mean < config.quality_gate:
         raise QualityGateError(f"tiny base model scored {mean:.1f} on its base tasks ({scores}), below the quality "
                                f"gate {config.quality_gate}; nothing was saved. Try more steps or another seed.")
-    if warmup.is_main_process:
+    if launch.is_main_process:
         staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=output_dir.parent if output_dir.parent.exists() else None))
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
@@ -158,7 +158,7 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)
-    warmup.wait_for_everyone()
+    launch.wait_for_everyone()
     return quality
 
 
