@@ -260,3 +260,11 @@ def test_encoding_cache_is_bounded_and_re_encodes_identically(tiny_model_path, t
 def test_out_of_range_train_settings_are_refused(setting) -> None:
     with pytest.raises(ConfigError, match=f"train.{next(iter(setting))}"):
         TrainConfig(**setting)
+
+
+def test_a_global_batch_splits_evenly_over_processes_or_is_refused() -> None:
+    from citkit.engine.config import per_process_batch
+
+    assert per_process_batch(32, 1) == 32 and per_process_batch(32, 2) == 16
+    with pytest.raises(ConfigError, match="32 samples do not split evenly over 3 processes"):
+        per_process_batch(32, 3)

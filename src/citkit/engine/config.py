@@ -97,3 +97,11 @@ def steps_for(config: TrainConfig, n_samples: int, processes: int = 1) -> int:
         return config.max_steps
     per_step = config.batch_size * config.grad_accum * processes
     return max(1, math.ceil(config.epochs * n_samples / per_step))
+
+
+def per_process_batch(global_batch: int, processes: int) -> int:
+    """Each process's share of a step's `global_batch` samples: with it, P processes train on the same
+    samples per step as one process at `global_batch`. A batch that does not split evenly is refused."""
+    if global_batch % processes:
+        raise ConfigError(f"a step's {global_batch} samples do not split evenly over {processes} processes")
+    return global_batch // processes

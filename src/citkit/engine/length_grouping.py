@@ -47,4 +47,3 @@ class LengthGroupedBatches(Sampler[list[int]]):
         # a short remainder batch can only be the last of the last group; it stays one batch
         for i in torch.randperm(len(batches), generator=self.generator).tolist():
             yield batches[i]
-

@@ -59,7 +59,6 @@ class EncodingCache:
         return self._get(("prompt", sample.task, sample.id), lambda: self.encoder.encode_prompt(sample))
 
 
-
 def token_count(encoded: Encoded) -> int:
     """The token positions an encoded sample takes in a batch (image tokens included)."""
     return len(encoded.input_ids)

@@ -29,7 +29,7 @@ from citkit.data.samples import Task
 from citkit.data.streams import read_stream_file
 from citkit.data.toy.domains import DOMAINS
 from citkit.data.toy.world import ToyWorldConfig, export
-from citkit.engine.config import TrainConfig
+from citkit.engine.config import TrainConfig, per_process_batch
 from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.errors import CitkitError
@@ -122,8 +122,7 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
     launch = PartialState(cpu=True)  # the launch's processes (one without a launcher), as the engine sees them
     processes = launch.num_processes
     vision_accuracy = warm_up_vision(model.model.vision_tower, config.model.vision_hidden, config.vision_steps,
-                                     batch_size=per_process(VISION_BATCH, processes), lr=3e-3, seed=config.seed,
-                                     domains=domains)
+                                     batch_size=64, lr=3e-3, seed=config.seed, domains=domains)
     with tempfile.TemporaryDirectory(prefix="citkit-base-") as tmp:
         stream_file = export(ToyWorldConfig(variant, config.train_per_task, config.test_per_task, config.seed), tmp)
         spec = read_stream_file(stream_file)
@@ -133,7 +132,7 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
                                e["scorer"], int(e["max_new_tokens"])), i, cache)
                  for i, e in enumerate(spec["tasks"])]
         mixture = TaskData(Task("base-mixture", [s for t in tasks for s in t.train], [], "exact", 1), 0, cache)
-        engine = Engine(TrainConfig(max_steps=config.steps, batch_size=per_process(config.batch_size, processes),
+        engine = Engine(TrainConfig(max_steps=config.steps, batch_size=per_process_batch(config.batch_size, processes),
                                     lr=config.lr, warmup_ratio=0.02, weight_decay=0.01,
                                     progress=progress and launch.is_main_process,
                                     group_by_length=config.group_by_length), cpu=True)
@@ -160,15 +159,3 @@ def _pretrain(config: PretrainConfig, output_dir: Path, progress: bool) -> dict[
         staging.rename(output_dir)
     launch.wait_for_everyone()
     return quality
-
-
-VISION_BATCH = 64  # pictures per step of the vision warm-up, over all processes
-
-
-def per_process(batch_size: int, processes: int) -> int:
-    """A step's `batch_size` samples split evenly over the launch's processes: the same global batch, hence
-    the same samples per step, as one process."""
-    if batch_size % processes:
-        raise CitkitError(f"pretrain: a step's {batch_size} samples do not split over {processes} processes")
-    return batch_size // processes
-

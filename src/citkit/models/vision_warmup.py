@@ -19,12 +19,13 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
 from torch import nn
 from transformers.utils import ModelOutput
 
 from citkit.data.toy.domains import DOMAINS, Picture, draw
 from citkit.engine.batches import BatchSource, LazyDataset
-from citkit.engine.config import TrainConfig
+from citkit.engine.config import TrainConfig, per_process_batch
 from citkit.engine.engine import Engine
 from citkit.methods.full_finetune import FullFineTune
 
@@ -103,17 +104,17 @@ class VisionWarmupTask:
 def warm_up_vision(vision_tower: nn.Module, hidden: int, steps: int, batch_size: int, lr: float, seed: int,
                    domains: tuple[str, ...] = DOMAINS) -> dict[str, float]:
     """Train `vision_tower` with cell, summary and domain heads through the engine; returns held-out accuracies
-    (0-1) on 300 pictures: `cells` (every cell of a picture right) and `summary`. `batch_size` is per process:
-    on P processes each of the `steps` steps sees P * batch_size pictures."""
+    (0-1) on 300 pictures: `cells` (every cell of a picture right) and `summary`. Each step sees `batch_size`
+    pictures, split over the launch's processes when there are several."""
     probe = VisionProbe(vision_tower, hidden, domains)
-    engine = Engine(TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_ratio=0.05, weight_decay=0.01,
+    share = per_process_batch(batch_size, PartialState(cpu=True).num_processes)
+    engine = Engine(TrainConfig(max_steps=steps, batch_size=share, lr=lr, warmup_ratio=0.05, weight_decay=0.01,
                                 max_grad_norm=None, progress=False), cpu=True)
     # The probe reads the last hidden states, never the pooled output: the tower's post_layernorm gets no
     # gradient (an optimizer skips it either way; DDP refuses a trainable parameter without a gradient).
     method = FullFineTune(frozen=("post_layernorm",))
     probe = engine.attach(method, probe)
-    pictures = steps * batch_size * engine.accelerator.num_processes
-    probe, _ = engine.fit_task(probe, method, VisionWarmupTask(seed, pictures, domains), seed=seed)
+    probe, _ = engine.fit_task(probe, method, VisionWarmupTask(seed, steps * batch_size, domains), seed=seed)
     held_out = stack([draw_labelled(seed + 1_000_003, i, domains) for i in range(300)])
     with torch.no_grad():
         out = probe(**held_out)
