@@ -2,7 +2,7 @@
 # The README's method comparison on a toy stream (default: the default stream, toy-mixed), seed 0: every method with its registered
 # defaults, the variants the README discusses, and the penalty-weight sweep of the regularisers.
 # Finished runs are reused, so re-running only fills in what is missing.
-#   bash bench/compare_default_stream.sh [runs-dir] [stream] [model]
+#   bash bench/compare_default_stream.sh [runs-dir] [stream] [model] [--set NAME=VALUE ...]
 # Writes <runs-dir>/compare-<stream>-seed0/compare.{md,csv,png}.
 set -euo pipefail
 RUNS=${1:-runs}
@@ -15,4 +15,5 @@ for method in mas ewc-tir mas-tir; do
   for weight in 1e4 1e5 1e6; do SWEEP="$SWEEP,$method:penalty_weight=$weight"; done
 done
 SWEEP="$SWEEP,lwf:distill_weight=0.1,lwf:distill_weight=0.3"
-.venv/bin/citkit compare --quiet --stream "$STREAM" --model "$MODEL" --runs-dir "$RUNS" --methods "$METHODS,$VARIANTS,$SWEEP"
+shift $(( $# < 3 ? $# : 3 ))
+.venv/bin/citkit compare --quiet --stream "$STREAM" --model "$MODEL" --runs-dir "$RUNS" --methods "$METHODS,$VARIANTS,$SWEEP" "$@"

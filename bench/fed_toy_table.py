@@ -46,11 +46,11 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def federated_row(runs: Path, name: str, method: str, settings: dict[str, Any], stream: str,
-                  model: str) -> dict[str, Any]:
+                  model: str, train: dict[str, Any]) -> dict[str, Any]:
     settings = dict(settings)
     options = settings.pop("method", {})
     config = from_dict(FedRunConfig, {"run": {"method": method, "method_options": options, "runs_dir": str(runs),
-                                              "name": name, "train": {"progress": False},
+                                              "name": name, "train": {"progress": False, **train},
                                               "stream": {"name": stream}, "model": {"path": model}},
                                       "federated": settings})
     result = fed_run(config)
@@ -58,9 +58,9 @@ def federated_row(runs: Path, name: str, method: str, settings: dict[str, Any], 
             "stages": read_json(result.run_dir / "tasks.json")}
 
 
-def joint_row(runs: Path, stream: str, model: str) -> dict[str, Any]:
+def joint_row(runs: Path, stream: str, model: str, train: dict[str, Any]) -> dict[str, Any]:
     config = build_run_config({"method": "joint", "runs_dir": str(runs), "name": "central-joint",
-                               "train": {"progress": False}, "stream": {"name": stream}, "model": {"path": model}})
+                               "train": {"progress": False, **train}, "stream": {"name": stream}, "model": {"path": model}})
     result = central_run(config)
     return {"name": "central-joint (upper bound)", **result.metrics.as_dict(), "fcit_last": result.metrics.mfn,
             "fcit_avg": result.metrics.maa, "bytes_down": 0, "bytes_up": 0, "wall": wall_seconds(result.run_dir),
@@ -84,14 +84,17 @@ def main() -> None:
     parser.add_argument("--stream", default=DEFAULT_STREAM,
                         help=f"{DEFAULT_STREAM} (default), toy, or toy-format (the first world)")
     parser.add_argument("--model", default="tiny", help="tiny (default) or tiny-v1, the first world's model")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: citkit run's); the tables before 2026-12-07: 0.002")
     args = parser.parse_args()
+    train = {} if args.lr is None else {"lr": args.lr}
     torch.set_num_threads(1)
     runs = Path(args.runs_dir)
     only = [n for n in args.only.split(",") if n]
-    rows = [federated_row(runs, name, *ROWS[name], args.stream, args.model)
+    rows = [federated_row(runs, name, *ROWS[name], args.stream, args.model, train)
             for name in ROWS if not only or name in only]
     if not only or "joint" in only:
-        rows.append(joint_row(runs, args.stream, args.model))
+        rows.append(joint_row(runs, args.stream, args.model, train))
     print("| run | Last (MFN) | Avg (MAA) | FCIT Last | FCIT Avg | BWT | MB sent / received | train s | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
