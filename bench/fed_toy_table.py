@@ -60,7 +60,8 @@ def federated_row(runs: Path, name: str, method: str, settings: dict[str, Any], 
 
 def joint_row(runs: Path, stream: str, model: str, train: dict[str, Any]) -> dict[str, Any]:
     config = build_run_config({"method": "joint", "runs_dir": str(runs), "name": "central-joint",
-                               "train": {"progress": False, **train}, "stream": {"name": stream}, "model": {"path": model}})
+                               "train": {"progress": False, **train}, "stream": {"name": stream},
+                               "model": {"path": model}})
     result = central_run(config)
     return {"name": "central-joint (upper bound)", **result.metrics.as_dict(), "fcit_last": result.metrics.mfn,
             "fcit_avg": result.metrics.maa, "bytes_down": 0, "bytes_up": 0, "wall": wall_seconds(result.run_dir),
