@@ -26,7 +26,7 @@ from citkit.io import read_json
 from citkit.run_config import build_run_config
 from citkit.runner import run as central_run
 
-# name -> (method, federated settings); defaults: 10 clients, 3 per round, 3 rounds per stage, 1 local epoch
+# name -> (method, federated settings); defaults: 10 clients, 3 per round, 10 rounds per stage, 1 local epoch
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "task-homo-b1-lora-ft": ("lora-ft", {}),
     "task-homo-b1-ewc": ("ewc", {}),
@@ -87,12 +87,15 @@ def main() -> None:
     parser.add_argument("--model", default="tiny", help="tiny (default) or tiny-v1, the first world's model")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate (default: citkit run's); the tables before 2026-12-07: 0.002")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds per stage (default: citkit fed run's, 10); the older tables: 3")
     args = parser.parse_args()
     train = {} if args.lr is None else {"lr": args.lr}
     torch.set_num_threads(1)
     runs = Path(args.runs_dir)
     only = [n for n in args.only.split(",") if n]
-    rows = [federated_row(runs, name, *ROWS[name], args.stream, args.model, train)
+    rounds = {} if args.rounds is None else {"rounds_per_stage": args.rounds}
+    rows = [federated_row(runs, name, ROWS[name][0], {**rounds, **ROWS[name][1]}, args.stream, args.model, train)
             for name in ROWS if not only or name in only]
     if not only or "joint" in only:
         rows.append(joint_row(runs, args.stream, args.model, train))

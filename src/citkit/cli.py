@@ -6,6 +6,7 @@ Every `CitkitError` becomes one line on stderr and exit code 2 (no traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import warnings
@@ -372,11 +373,13 @@ def _add_cil_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_fed_arguments(p: argparse.ArgumentParser) -> None:
     _add_run_arguments(p)
-    p.add_argument("--clients", type=int, help="federated.num_clients (default 10)")
-    p.add_argument("--clients-per-round", type=int, help="federated.clients_per_round (default 3)")
-    p.add_argument("--rounds", type=int, help="federated.rounds_per_stage (default 3)")
-    p.add_argument("--local-epochs", type=float, help="federated.local_epochs (default 1)")
-    p.add_argument("--beta", type=float, help="federated.beta, Dirichlet concentration (default 1.0)")
+    from citkit.federated.config import FederatedConfig  # needs no Flower until a config is built
+
+    defaults = {f.name: f.default for f in dataclasses.fields(FederatedConfig)}
+    for flag, name, kind in (("clients", "num_clients", int), ("clients-per-round", "clients_per_round", int),
+                             ("rounds", "rounds_per_stage", int), ("local-epochs", "local_epochs", float),
+                             ("beta", "beta", float)):
+        p.add_argument(f"--{flag}", type=kind, help=f"federated.{name} (default {defaults[name]:g})")
     p.add_argument("--setting", help="federated.setting: homogeneous or heterogeneous")
     p.add_argument("--scenario", help="federated.scenario: task or capability")
     p.add_argument("--partition", help="federated.partition: dirichlet or answer-skew")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
+from citkit.cli import build_parser
+from citkit.engine.config import TrainConfig
+from citkit.federated.config import FederatedConfig
 from citkit.federated.federation import ClientWorker, Federation
 from citkit.federated.partition import answer_of
 from citkit.federated.rundir import FederatedRunDirectory
@@ -73,6 +79,20 @@ def test_local_epochs_set_the_client_steps(tmp_path: Path) -> None:
     kept = {k: v.clone() for k, v in first.payload.items()}
     worker.train(1, 0, 0, state, None, {})  # the next client on the same model must not change what 0 sent
     assert all(torch.equal(first.payload[k], kept[k]) for k in kept)
+
+
+def test_default_federation_sees_a_stage_as_often_as_a_central_run() -> None:
+    """The help of rounds_per_stage: with the defaults a stage's data is seen R x sampled share x local
+    epochs = 3 times, as a centralised run sees a task with its default train.epochs; the flags' help
+    shows the same defaults."""
+    fed = FederatedConfig()
+    assert fed.rounds_per_stage == 10  # the FCIT paper's R
+    assert fed.rounds_per_stage * fed.clients_per_round / fed.num_clients * fed.local_epochs == TrainConfig().epochs
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:
+        build_parser().parse_args(["fed", "run", "--help"])
+    text = " ".join(out.getvalue().split())
+    assert f"federated.rounds_per_stage (default {fed.rounds_per_stage})" in text
+    assert f"federated.clients_per_round (default {fed.clients_per_round})" in text
 
 
 def test_disco_structure_options(tmp_path: Path) -> None:

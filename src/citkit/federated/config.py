@@ -27,7 +27,9 @@ class FederatedConfig:
     num_clients: int = field(default=10, metadata={"help": "C: clients in the federation (paper: 50)."})
     clients_per_round: int = field(default=3, metadata={"help": (
         "Clients sampled (seeded) in each round among those holding data in the stage (paper: 5).")})
-    rounds_per_stage: int = field(default=3, metadata={"help": "R: communication rounds per stage (paper: 10)."})
+    rounds_per_stage: int = field(default=10, metadata={"help": (
+        "R: communication rounds per stage (paper: 10). With the defaults a stage's data is seen about "
+        "R x clients_per_round / num_clients x local_epochs = 3 times, as centrally with train.epochs=3.")})
     local_epochs: float = field(default=1.0, metadata={"help": (
         "Passes over its own data a sampled client makes per round (replaces train.epochs; paper: 1).")})
     beta: float = field(default=1.0, metadata={"help": (
