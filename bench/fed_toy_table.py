@@ -26,6 +26,7 @@ from citkit.io import read_json
 from citkit.run_config import build_run_config
 from citkit.runner import run as central_run
 
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # name -> (method, federated settings); defaults: 10 clients, 3 per round, 10 rounds per stage, 1 local epoch
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "task-homo-b1-lora-ft": ("lora-ft", {}),
@@ -42,6 +43,14 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "task-homo-b0.5-disco": ("disco", {"beta": 0.5}),
     "task-homo-b5-lora-ft": ("lora-ft", {"beta": 5.0}),
     "task-homo-b5-disco": ("disco", {"beta": 5.0}),
+    # DISCO with subspaces in every linear layer of the language model (attention too), not the FFN only
+    "task-homo-b1-disco-all-linear": ("disco", {"method": {"target_modules": ALL_LINEAR}}),
+    "task-hetero-b1-disco-all-linear": ("disco", {"setting": "heterogeneous",
+                                                  "method": {"target_modules": ALL_LINEAR}}),
+    "capability-homo-b1-disco-all-linear": ("disco", {"scenario": "capability",
+                                                      "method": {"num_subspaces": 4, "target_modules": ALL_LINEAR}}),
+    "task-homo-b0.5-disco-all-linear": ("disco", {"beta": 0.5, "method": {"target_modules": ALL_LINEAR}}),
+    "task-homo-b5-disco-all-linear": ("disco", {"beta": 5.0, "method": {"target_modules": ALL_LINEAR}}),
 }
 
 
