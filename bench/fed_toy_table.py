@@ -43,6 +43,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "task-homo-b0.5-disco": ("disco", {"beta": 0.5}),
     "task-homo-b5-lora-ft": ("lora-ft", {"beta": 5.0}),
     "task-homo-b5-disco": ("disco", {"beta": 5.0}),
+    # EWC at the weight tuned centrally on toy-mixed (bench/tune_regularisers.sh), not its default 1e8
+    "task-homo-b1-ewc-1e4": ("ewc", {"method": {"penalty_weight": 1e4}}),
     # DISCO with subspaces in every linear layer of the language model (attention too), not the FFN only
     "task-homo-b1-disco-all-linear": ("disco", {"method": {"target_modules": ALL_LINEAR}}),
     "task-hetero-b1-disco-all-linear": ("disco", {"setting": "heterogeneous",
