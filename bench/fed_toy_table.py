@@ -23,10 +23,11 @@ from citkit.data.streams import DEFAULT_STREAM
 from citkit.federated import FedRunConfig
 from citkit.federated import run as fed_run
 from citkit.io import read_json
+from citkit.models.lora import DEFAULT_TARGETS
 from citkit.run_config import build_run_config
 from citkit.runner import run as central_run
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ALL_LINEAR = list(DEFAULT_TARGETS)  # every linear layer of the language model, as LoRA-FT adapts
 # name -> (method, federated settings); defaults: 10 clients, 3 per round, 10 rounds per stage, 1 local epoch
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "task-homo-b1-lora-ft": ("lora-ft", {}),
