@@ -54,6 +54,11 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
                                                       "method": {"num_subspaces": 4, "target_modules": ALL_LINEAR}}),
     "task-homo-b0.5-disco-all-linear": ("disco", {"beta": 0.5, "method": {"target_modules": ALL_LINEAR}}),
     "task-homo-b5-disco-all-linear": ("disco", {"beta": 5.0, "method": {"target_modules": ALL_LINEAR}}),
+    # DISCO's small-client rule also for clients first met after a stage's first round (not the authors' code)
+    "capability-homo-b1-disco-small-late": ("disco", {"scenario": "capability", "method": {
+        "num_subspaces": 4, "small_late_clients": True}}),
+    "capability-homo-b1-disco-all-linear-small-late": ("disco", {"scenario": "capability", "method": {
+        "num_subspaces": 4, "target_modules": ALL_LINEAR, "small_late_clients": True}}),
 }
 
 

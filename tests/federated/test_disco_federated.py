@@ -9,6 +9,8 @@ import torch
 
 from citkit.federated.federation import ClientWorker, Federation, full_state
 from citkit.federated.runner import run
+from citkit.federated.schedule import Schedule, Unit
+from citkit.federated.server import unit_inference
 from citkit.io import load_tensors, read_json
 
 from .helpers import small_config
@@ -75,3 +77,26 @@ def test_federated_slots_same_instructions_share_different_split_and_others_unto
         assert torch.equal(value, initial[key]) == (slot not in trained), key
     one_slot = rounds[0]["bytes_whole_state"] / 8  # each of 4 clients sends one slot of 8, plus its token
     assert 4 * one_slot <= rounds[0]["bytes_up"] < 4 * one_slot * 1.05
+    # The routing report: each task's own slot is the one trained on most of its samples over the rounds.
+    trained_on: dict[str, dict[int, int]] = {}
+    for r in rounds:
+        for client, slot in r["assignment"].items():
+            for sample in federation.client_samples(r["stage"])[int(client)]:
+                trained_on.setdefault(sample.task, {}).setdefault(slot, 0)
+                trained_on[sample.task][slot] += 1
+    expected = {task: max(sorted(counts), key=lambda k: counts[k]) for task, counts in trained_on.items()}
+    stages = read_json(result.run_dir / "tasks.json")
+    last = stages[-1]["inference"]
+    assert {t: r["expert"] for t, r in last["task_routing"].items()} == expected
+    assert set(last["routing"]) == set(names) and all(0 <= r["argmax"] <= 100 for r in last["routing"].values())
+    assert "own slot" in (result.run_dir / "report.md").read_text()
+
+
+def test_unit_routing_is_the_sample_weighted_mean_of_its_tasks() -> None:
+    schedule = Schedule(units=(Unit("reading", ("a", "b")), Unit("c", ("c",))), stages=(("reading",), ("c",)))
+    report = {"routing": {"a": {"argmax": 100.0, "weight": 90.0, "samples": 30, "expert": 0},
+                          "b": {"argmax": 40.0, "weight": 50.0, "samples": 10, "expert": 1}}, "routing_target": "slot"}
+    units = unit_inference(report, schedule)
+    assert units["routing"] == {"reading": {"argmax": 85.0, "weight": 80.0, "samples": 40}}
+    assert units["task_routing"] == report["routing"] and units["routing_target"] == "slot"
+    assert unit_inference({}, schedule) == {}

@@ -12,7 +12,16 @@ from citkit.engine.config import TrainConfig
 from citkit.engine.engine import Engine
 from citkit.engine.task_data import EncodingCache, TaskData
 from citkit.methods.disco import Disco, DiscoConfig, DiscoLinear
-from citkit.methods.disco.slots import activation_weights, align_groups, group_clients, match_slot, merge_token
+from citkit.methods.disco.federated import DiscoCoordinator, client_slot
+from citkit.methods.disco.slots import (
+    activation_weights,
+    align_groups,
+    group_clients,
+    match_slot,
+    merge_token,
+    own_slots,
+    record_slot_samples,
+)
 from citkit.models.loading import load_model, load_processor
 
 E0, E1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
@@ -37,6 +46,41 @@ def test_grouping_and_alignment() -> None:
 def test_token_merge_is_a_true_sample_weighted_mean() -> None:
     token, count = merge_token(torch.tensor([1.0, 0.0]), 2.0, torch.tensor([0.0, 1.0]), 1.0)
     assert torch.allclose(token, torch.tensor([2 / 3, 1 / 3])) and count == 3.0
+
+
+def test_a_tasks_own_slot_is_the_one_trained_on_most_of_its_samples() -> None:
+    table: dict[int, dict[str, int]] = {}
+    record_slot_samples(table, 2, {"clock": 2})           # a late client's two samples open slot 2
+    record_slot_samples(table, 0, {"clock": 600, "chart": 5})
+    record_slot_samples(table, 1, {"chart": 300})
+    record_slot_samples(table, 0, {"clock": 600})          # counted per round
+    assert table[0] == {"clock": 1200, "chart": 5}
+    assert own_slots(table) == {"clock": 0, "chart": 1}
+    record_slot_samples(table, 3, {"chart": 300})
+    assert own_slots(table)["chart"] == 1                  # a tie keeps the lower slot
+
+
+def test_small_late_clients_take_the_nearest_groups_slot_only_when_asked() -> None:
+    tokens, counts = torch.stack([E0, torch.zeros(2), torch.zeros(2)]), torch.tensor([100.0, 0.0, 0.0])
+    late = torch.tensor([0.8, 0.6])                        # cos 0.8 < tau 0.9 to the group and the slot
+    info = {"disco.group_tokens": E0[None], "disco.group_slots": torch.tensor([0])}
+    config = DiscoConfig(num_subspaces=3)
+    assert client_slot(config, late, tokens, counts, info, samples=2) == 1        # authors' rule: a free slot
+    small = info | {"disco.small_samples": torch.tensor([5.0])}
+    assert client_slot(config, late, tokens, counts, small, samples=2) == 0       # under the limit: the group's
+    assert client_slot(config, late, tokens, counts, small, samples=5) == 1       # not under it: a free slot
+    for flag in (False, True):  # the server sends the limit (fraction of round 0's samples) only when asked
+        coordinator = DiscoCoordinator(Disco(DiscoConfig(num_subspaces=3, small_late_clients=flag)))
+        reports = [{"client": c, "samples": n, "token": E0, "slot": torch.tensor([0]), "count": torch.tensor([n]),
+                    "skip_ids": torch.tensor([], dtype=torch.long), "tasks": {"clock": n}}
+                   for c, n in ((0, 600), (1, 400))]
+        coordinator.observe(0, 0, reports)
+        assert "disco.small_samples" not in coordinator.round_records(0, 0)
+        records = coordinator.round_records(0, 1)
+        assert ("disco.small_samples" in records) == flag
+        if flag:
+            assert float(records["disco.small_samples"][0]) == pytest.approx(0.001 * 1000)
+        assert coordinator.slot_samples == {0: {"clock": 1000}}
 
 
 def test_activation_weights() -> None:
@@ -104,3 +148,14 @@ def test_centralised_tasks_take_their_own_slot_and_the_state_round_trips(tiny_mo
         expected = model(**batch).logits
     with torch.no_grad(), again.route(batch, restored):
         assert torch.allclose(restored(**batch).logits, expected, atol=1e-6)
+    report = method.inference_report(tasks, model)
+    assert report == again.inference_report(tasks, restored)  # slot ownership is part of the saved state
+    assert report["routing_target"] == "slot"
+    assert {name: r["expert"] for name, r in report["routing"].items()} == {tasks[0].name: 0, tasks[1].name: 1}
+    for task in tasks:  # the report's numbers are the router's on the task's test prompts
+        prompts = task.collate([task.encode_prompt(s) for s in task.test], padding_side="left")
+        weights = method.routing_weights(prompts, model)
+        own = report["routing"][task.name]
+        assert own["samples"] == len(task.test)
+        assert own["argmax"] == pytest.approx(100 * float((weights.argmax(1) == task.index).float().mean()))
+        assert own["weight"] == pytest.approx(100 * float(weights[:, task.index].mean()), abs=1e-4)

@@ -18,6 +18,7 @@ The run directory is written as for a centralised run (matrix, predictions, chec
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -168,7 +169,7 @@ class FederatedServer:
             for key, value in from_record(arrays).items():
                 self.state[key] = value.to(self.state[key].dtype)
         if self.coordinator is not None and good:
-            self.coordinator.observe(stage, round_index, [self._report(r) for r in good])
+            self.coordinator.observe(stage, round_index, [self._report(r, stage) for r in good])
         up = sum(record_bytes(r.content["arrays"]) + (record_bytes(r.content["report"]) if "report" in r.content
                                                       else 0) for r in good)
         whole = tensor_bytes(self.state)
@@ -195,11 +196,14 @@ class FederatedServer:
         # Indices, not ids: Flower's node ids are 64-bit and numpy would hold a mix of them as float64.
         return sorted(eligible[int(i)] for i in rng.choice(len(eligible), count, replace=False))
 
-    @staticmethod
-    def _report(reply: Message) -> dict[str, Any]:
+    def _report(self, reply: Message, stage: int) -> dict[str, Any]:
+        """A client's reply for the method's coordinator, with the tasks its data holds (the simulation's
+        ground truth, for diagnostics such as DISCO's routing report; no method trains on it)."""
         report = from_record(reply.content["report"]) if "report" in reply.content else {}
         metrics = reply.content["metrics"]
-        return {"client": int(metrics["partition-id"]), "samples": int(metrics["num-examples"]), **report}
+        client = int(metrics["partition-id"])
+        tasks = Counter(s.task for s in self.federation.client_samples(stage)[client])
+        return {"client": client, "samples": int(metrics["num-examples"]), "tasks": dict(tasks), **report}
 
     # --- after a stage ---
     def _finish_stage(self, stage: int, seconds: float, steps: int) -> None:
@@ -214,7 +218,9 @@ class FederatedServer:
             "train_samples": sum(len(s) for s in self.federation.client_samples(stage)),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "stored_parameters": sum(t.numel() for t in self.state.values()),
-            "eval_seconds_per_sample": eval_seconds / max(1, count), "final_loss": {}, "log": []})
+            "eval_seconds_per_sample": eval_seconds / max(1, count), "final_loss": {}, "log": [],
+            "inference": unit_inference(self.worker.method.inference_report(self.federation.tasks, model),
+                                        self.federation.schedule)})
         self.run_dir.save_stage(stage, self.state, self.coordinator.state() if self.coordinator else ({}, {}),
                                 self.client_store.dump() if self.client_store is not None else {})
         self.run_dir.write_stages(self.stages_log)
@@ -247,3 +253,20 @@ def fcit_metrics(matrix: AccuracyMatrix, met: list[list[str]]) -> dict[str, floa
     return {"fcit_last": means[-1] if len(means) == len(met) else None, "fcit_avg": float(np.mean(means))}
 
 
+
+
+def unit_inference(report: dict[str, Any], schedule: Any) -> dict[str, Any]:
+    """A method's inference report with its per-task routing numbers averaged into the schedule's units (the
+    matrix's columns), weighted by test samples; a unit of one task keeps that task's numbers."""
+    routing = report.get("routing")
+    if not routing:
+        return report
+    units: dict[str, dict[str, float]] = {}
+    for unit in schedule.units:
+        rows = [routing[t] for t in unit.tasks if t in routing]
+        n = sum(r["samples"] for r in rows)
+        if not rows or n == 0:
+            continue
+        units[unit.name] = {"argmax": sum(r["argmax"] * r["samples"] for r in rows) / n,
+                            "weight": sum(r["weight"] * r["samples"] for r in rows) / n, "samples": n}
+    return report | {"routing": units, "task_routing": routing}

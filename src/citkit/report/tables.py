@@ -48,6 +48,12 @@ def routing_table(tasks: list[dict[str, Any]], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def routing_target(tasks: list[dict[str, Any]]) -> str:
+    """What the routing numbers count as a sample's own expert: 'task' (HiDe-LLaVA) or 'slot' (DISCO)."""
+    return next((t["inference"]["routing_target"] for t in tasks if "routing_target" in t.get("inference", {})),
+                "task")
+
+
 def write_report(run_dir: str | Path) -> Path:
     """report.md of a run directory, from its matrix, config and task log."""
     run_dir = Path(run_dir)
@@ -67,6 +73,8 @@ def write_report(run_dir: str | Path) -> Path:
     if routing:
         oracle = " The run used oracle routing (method.oracle_routing), so its scores did not depend on it." \
             if config.get("method_options", {}).get("oracle_routing") else ""
-        parts += ["## Routing", "", "How often the router puts its largest weight on a test sample's own task / the "
+        target = ("own slot (the one trained on most of its task's samples)" if routing_target(tasks) == "slot"
+                  else "own task")
+        parts += ["## Routing", "", f"How often the router puts its largest weight on a test sample's {target} / the "
                   f"mean weight it puts there (%), over each trained task's test set.{oracle}", "", routing, ""]
     return write_text(run_dir / "report.md", "\n".join(parts))

@@ -39,6 +39,11 @@ class DiscoConfig:
     small_group_fraction: float = field(default=0.001, metadata={"help": (
         "A single-client group holding under this fraction of the round's samples joins the nearest "
         "group (authors' code: 0.1%).")})
+    small_late_clients: bool = field(default=False, metadata={"help": (
+        "With assignment='grouped': a client first met after a stage's first round that matches no group "
+        "above tau but holds under small_group_fraction of the first round's samples takes the nearest "
+        "group's slot, as the small-client rule does in the first round (the authors' code applies the rule "
+        "to first-round grouping only, so such a client opens a slot of its own).")})
     feature_samples: int | None = field(default=None, metadata={"help": (
         "Samples of a client's (or task's) data averaged into its identity token (default: all).")})
     feature_batch_size: int = field(default=32, metadata={"help": "Batch size of the identity-token pass."})

@@ -8,7 +8,9 @@ Per stage, with `assignment="grouped"` (the authors' code):
 - after round 0 the server groups that round's clients (pairwise cosine >= tau; a single client with
   under 0.1 % of the samples joins the nearest group) and aligns the groups to slots;
 - later rounds: a client takes the slot of the group whose token is nearest to its own (above tau),
-  else matches on its own.
+  else matches on its own; with `small_late_clients` (not in the authors' code) a client holding under
+  `small_group_fraction` of the first round's samples takes the nearest group's slot instead, as the
+  small-client rule does in the first round.
 A client's token enters its slot's global token once per stage (a sample-weighted running mean).
 """
 
@@ -21,18 +23,28 @@ from torch import Tensor
 
 from citkit.methods.disco.config import DiscoConfig
 from citkit.methods.disco.method import Disco
-from citkit.methods.disco.slots import align_groups, cosines, group_clients, match_slot, merge_token
+from citkit.methods.disco.slots import (
+    align_groups,
+    cosines,
+    group_clients,
+    match_slot,
+    merge_token,
+    record_slot_samples,
+    slot_samples_from_json,
+    slot_samples_json,
+)
 
 
 def client_slot(config: DiscoConfig, token: Tensor, tokens: Tensor | None, counts: Tensor,
-                info: dict[str, Any]) -> int:
-    """The slot a client trains this round, from its token and what the server sent."""
+                info: dict[str, Any], samples: int = 0) -> int:
+    """The slot a client holding `samples` samples trains this round, from its token and what the server sent."""
     if tokens is None:
         return 0
     if config.assignment == "grouped" and "disco.group_tokens" in info:
         scores = cosines(token[None], info["disco.group_tokens"])[0]  # (groups,)
         best = int(scores.argmax())
-        if scores[best] >= config.threshold:
+        small = "disco.small_samples" in info and samples < float(info["disco.small_samples"].reshape(-1)[0])
+        if scores[best] >= config.threshold or small:
             return int(info["disco.group_slots"][best])
     return match_slot(token, tokens, counts, config.threshold)
 
@@ -46,6 +58,8 @@ class DiscoCoordinator:
         self.counts = torch.zeros(self.config.num_subspaces)
         self.seen: set[tuple[int, int]] = set()             # (stage, client) whose token has been merged
         self.table: dict[int, tuple[Tensor, Tensor]] = {}   # stage -> (group tokens (G, dim), slots (G,))
+        self.first_samples: dict[int, int] = {}             # stage -> samples of its first round's clients
+        self.slot_samples: dict[int, dict[str, int]] = {}   # slot -> task -> samples trained (routing report)
         self.skip_ids: list[int] = []
         self._last: dict[str, int] = {}
 
@@ -58,6 +72,9 @@ class DiscoCoordinator:
             records |= {"disco.tokens": self.tokens, "disco.counts": self.counts}
         if stage in self.table and round_index > 0:
             records |= {"disco.group_tokens": self.table[stage][0], "disco.group_slots": self.table[stage][1]}
+            if self.config.small_late_clients and stage in self.first_samples:
+                limit = self.config.small_group_fraction * self.first_samples[stage]
+                records["disco.small_samples"] = torch.tensor([limit])
         return records
 
     def observe(self, stage: int, round_index: int, reports: list[dict[str, Any]]) -> None:
@@ -66,12 +83,15 @@ class DiscoCoordinator:
         if not reports:
             return
         self._last = {str(r["client"]): int(r["slot"][0]) for r in reports}
+        for report in reports:
+            record_slot_samples(self.slot_samples, int(report["slot"][0]), report.get("tasks", {}))
         self.skip_ids = [int(i) for i in reports[0]["skip_ids"].tolist()]
         tokens = torch.stack([r["token"].float() for r in reports])  # (clients, dim)
         if self.tokens is None:
             self.tokens = torch.zeros(self.config.num_subspaces, tokens.shape[1])
         if self.config.assignment == "grouped" and round_index == 0:
             samples = [int(r["samples"]) for r in reports]
+            self.first_samples[stage] = sum(samples)
             groups = group_clients(tokens, samples, self.config.threshold, self.config.small_group_fraction)
             count = max(groups) + 1
             group_tokens = torch.stack([tokens[[i for i, g in enumerate(groups) if g == k]].mean(0)
@@ -96,13 +116,15 @@ class DiscoCoordinator:
     def method_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """What the global model's Disco needs for inference: the tokens and the instruction-token filter."""
         tensors = {} if self.tokens is None else {"tokens": self.tokens, "counts": self.counts}
-        return tensors, {"skip_ids": self.skip_ids}
+        return tensors, {"skip_ids": self.skip_ids, "slot_samples": slot_samples_json(self.slot_samples)}
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        tensors = dict(self.method_state()[0])
+        tensors, extra = self.method_state()
+        tensors = dict(tensors)
         for stage, (group_tokens, slots) in self.table.items():
             tensors |= {f"table.{stage}.tokens": group_tokens, f"table.{stage}.slots": slots}
-        return tensors, {"seen": sorted(self.seen), "skip_ids": self.skip_ids}
+        first = {str(stage): n for stage, n in sorted(self.first_samples.items())}
+        return tensors, extra | {"seen": sorted(self.seen), "first_samples": first}
 
     def load_state(self, state: tuple[dict[str, Tensor], dict[str, Any]]) -> None:
         tensors, extra = state
@@ -112,6 +134,8 @@ class DiscoCoordinator:
         self.table = {s: (tensors[f"table.{s}.tokens"], tensors[f"table.{s}.slots"]) for s in stages}
         self.seen = {(int(a), int(b)) for a, b in extra.get("seen", [])}
         self.skip_ids = [int(i) for i in extra.get("skip_ids", [])]
+        self.first_samples = {int(stage): int(n) for stage, n in extra.get("first_samples", {}).items()}
+        self.slot_samples = slot_samples_from_json(extra.get("slot_samples", {}))
 
 
 Disco.federated_coordinator = DiscoCoordinator

@@ -29,7 +29,17 @@ from citkit.errors import ConfigError, ResumeMismatchError
 from citkit.methods.base import Method, register_method
 from citkit.methods.disco.config import DiscoConfig
 from citkit.methods.disco.layers import DiscoLinear, add_disco
-from citkit.methods.disco.slots import activation_weights, cosines, match_slot, merge_token
+from citkit.methods.disco.slots import (
+    activation_weights,
+    cosines,
+    match_slot,
+    merge_token,
+    own_slots,
+    record_slot_samples,
+    slot_samples_from_json,
+    slot_samples_json,
+)
+from citkit.methods.routing_report import routing_accuracy
 from citkit.models.families import image_token_id, instruction_mask, mean_instruction_embedding, projector
 
 if TYPE_CHECKING:
@@ -53,6 +63,7 @@ class Disco(Method):
         self.is_federated = False               # the slot and the tokens come from a server
         self.token: Tensor | None = None        # this task's / client's identity token
         self.token_count = 0
+        self.slot_samples: dict[int, dict[str, int]] = {}  # slot -> task -> samples it trained on (diagnostic)
         self._layers: list[DiscoLinear] = []
 
     # --- structure ---
@@ -88,7 +99,7 @@ class Disco(Method):
         self.token, self.token_count = self.identity_token(task, model)
         if "disco.tokens" in info:
             self.tokens, self.counts = info["disco.tokens"].float(), info["disco.counts"].float()
-        self.slot = client_slot(self.config, self.token, self.tokens, self.counts, info)
+        self.slot = client_slot(self.config, self.token, self.tokens, self.counts, info, self.token_count)
 
     def before_task(self, task: TaskData, model: nn.Module) -> None:
         if not self.is_federated:  # centralised: one slot per task, the next free one (nearest once full)
@@ -105,6 +116,7 @@ class Disco(Method):
             tokens[self.slot], self.counts[self.slot] = merge_token(tokens[self.slot], float(self.counts[self.slot]),
                                                                     self.token, float(self.token_count))
             self.tokens = tokens
+            record_slot_samples(self.slot_samples, self.slot, {task.name: len(task.train)})
         self._train_only(None)
 
     # --- inference ---
@@ -119,6 +131,15 @@ class Disco(Method):
 
     def route(self, batch: dict[str, Tensor], model: nn.Module) -> contextlib.AbstractContextManager[None]:
         return self._routing(batch, model)
+
+    def inference_report(self, tasks: list[TaskData], model: nn.Module) -> dict[str, Any]:
+        """Per trained task: % of its test samples whose largest activation is on its own slot (the one trained
+        on most of its samples, counted per round in a federation) and the mean activation there (%)."""
+        own = own_slots(self.slot_samples)
+        if not own or self.tokens is None:
+            return {}
+        return {"routing": routing_accuracy(tasks, own, self.routing_weights, model, self.config.feature_batch_size),
+                "routing_target": "slot"}
 
     @contextlib.contextmanager
     def _routing(self, batch: dict[str, Tensor], model: nn.Module) -> Iterator[None]:
@@ -166,10 +187,11 @@ class Disco(Method):
                                       f"{self.config.num_subspaces}")
 
     def extra_state(self) -> dict[str, Any]:
-        return {"skip_ids": list(self.skip_ids)}
+        return {"skip_ids": list(self.skip_ids), "slot_samples": slot_samples_json(self.slot_samples)}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.skip_ids = [int(i) for i in state.get("skip_ids", self.skip_ids)]
+        self.slot_samples = slot_samples_from_json(state.get("slot_samples", {}))
 
     # --- helpers ---
     def _train_only(self, slot: int | None) -> None:

@@ -95,3 +95,28 @@ def activation_weights(scores: Tensor, filled: Tensor, kind: str, temperature: f
     if kind == "sum":
         return filled.to(scores.dtype).expand_as(scores).clone()
     raise ValueError(f"unknown activation {kind!r}")
+
+
+def record_slot_samples(table: dict[int, dict[str, int]], slot: int, samples: dict[str, int]) -> None:
+    """Add `samples` (task -> count) to what `slot` has trained on (the routing report's ground truth)."""
+    held = table.setdefault(slot, {})
+    for task, count in samples.items():
+        held[task] = held.get(task, 0) + int(count)
+
+
+def own_slots(table: dict[int, dict[str, int]]) -> dict[str, int]:
+    """task -> the slot that trained on most of its samples (the lower slot on a tie)."""
+    best: dict[str, tuple[int, int]] = {}
+    for slot in sorted(table):
+        for task, count in table[slot].items():
+            if task not in best or count > best[task][1]:
+                best[task] = (slot, count)
+    return {task: slot for task, (slot, _) in best.items()}
+
+
+def slot_samples_json(table: dict[int, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {str(slot): dict(tasks) for slot, tasks in sorted(table.items())}
+
+
+def slot_samples_from_json(data: dict[str, dict[str, int]]) -> dict[int, dict[str, int]]:
+    return {int(slot): {task: int(n) for task, n in tasks.items()} for slot, tasks in data.items()}

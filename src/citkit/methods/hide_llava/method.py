@@ -47,6 +47,7 @@ from citkit.methods.hide_llava.layers import (
     wrap_targets,
     wrap_vision_tower,
 )
+from citkit.methods.routing_report import routing_accuracy
 from citkit.models.families import (
     count_images,
     image_owners,
@@ -177,32 +178,14 @@ class HiDeLLaVA(Method):
             for layer in expanded:
                 layer.routing = None
 
-    @torch.no_grad()
     def inference_report(self, tasks: list[TaskData], model: nn.Module) -> dict[str, Any]:
         """How well the anchors' router picks each trained task's test samples: `argmax` (% of samples whose
         largest weight is on their own task) and `weight` (mean weight on it, %). Measured on the router, even
         under `oracle_routing`."""
         if not self.tasks:
             return {}
-        device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-        routing: dict[str, dict[str, float]] = {}
-        for task in tasks:
-            if task.name not in self.tasks or not task.test:
-                continue
-            own = self.tasks.index(task.name)
-            hits, weight = 0, 0.0
-            for start in range(0, len(task.test), self.config.feature_batch_size):
-                chunk = task.test[start:start + self.config.feature_batch_size]
-                prompts = task.collate([task.encode_prompt(s) for s in chunk], "left")
-                batch = {k: v.to(device) for k, v in prompts.items()}
-                if "pixel_values" in batch:
-                    batch["pixel_values"] = batch["pixel_values"].to(dtype)
-                weights = self.routing_weights(batch, model)  # (batch, tasks)
-                hits += int((weights.argmax(1) == own).sum())
-                weight += float(weights[:, own].sum())
-            n = len(task.test)
-            routing[task.name] = {"argmax": 100.0 * hits / n, "weight": 100.0 * weight / n, "samples": n}
-        return {"routing": routing}
+        own = {name: i for i, name in enumerate(self.tasks)}
+        return {"routing": routing_accuracy(tasks, own, self.routing_weights, model, self.config.feature_batch_size)}
 
     # --- state ---
     def state_dict(self) -> dict[str, Tensor]:

@@ -1,0 +1,42 @@
+"""How well a routed method sends each task's test samples where they belong: the numbers of the run report's
+routing table (`Method.inference_report`), shared by every method that mixes experts per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from citkit.engine.task_data import TaskData
+
+RoutingWeights = Callable[[dict[str, Tensor], nn.Module], Tensor]  # batch -> (batch, experts) weights
+
+
+@torch.no_grad()
+def routing_accuracy(tasks: list[TaskData], own: dict[str, int], weights: RoutingWeights, model: nn.Module,
+                     batch_size: int) -> dict[str, dict[str, float]]:
+    """Per task named in `own` (task -> the index of its own expert / slot) that has test samples:
+    `argmax`, the % of its test prompts whose largest weight is on that index; `weight`, the mean weight
+    there (%); `samples`; and `expert`, the index."""
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    report: dict[str, dict[str, float]] = {}
+    for task in tasks:
+        if task.name not in own or not task.test:
+            continue
+        index = own[task.name]
+        hits, weight = 0, 0.0
+        for start in range(0, len(task.test), batch_size):
+            chunk = task.test[start:start + batch_size]
+            prompts = task.collate([task.encode_prompt(s) for s in chunk], "left")
+            batch = {k: v.to(device) for k, v in prompts.items()}
+            if "pixel_values" in batch:
+                batch["pixel_values"] = batch["pixel_values"].to(dtype)
+            mixed = weights(batch, model)  # (batch, experts)
+            hits += int((mixed.argmax(1) == index).sum())
+            weight += float(mixed[:, index].sum())
+        n = len(task.test)
+        report[task.name] = {"argmax": 100.0 * hits / n, "weight": 100.0 * weight / n, "samples": n, "expert": index}
+    return report
