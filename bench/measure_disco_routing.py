@@ -24,21 +24,8 @@ from citkit.federated.commands import resume_config
 from citkit.federated.federation import Federation
 from citkit.io import read_json
 from citkit.methods.disco import Disco
+from citkit.methods.routing_report import expert_shares
 from citkit.models.loading import load_model
-
-
-def slot_shares(method: Disco, task, model: torch.nn.Module, batch_size: int = 64) -> tuple[list[float], list[float]]:
-    """Per slot: % of the task's test samples whose largest weight is on it, and the mean weight on it (%)."""
-    k = method.config.num_subspaces
-    hits, weight = torch.zeros(k), torch.zeros(k)
-    for start in range(0, len(task.test), batch_size):
-        chunk = task.test[start:start + batch_size]
-        batch = task.collate([task.encode_prompt(s) for s in chunk], "left")
-        weights = method.routing_weights(batch, model)  # (batch, K)
-        hits += torch.bincount(weights.argmax(1), minlength=k).float()
-        weight += weights.sum(0)
-    n = len(task.test)
-    return (100 * hits / n).tolist(), (100 * weight / n).tolist()
 
 
 def main() -> None:
@@ -78,7 +65,7 @@ def main() -> None:
         met = [t for u in dict.fromkeys(n for s in schedule.stages[:stage + 1] for n in s)
                for t in schedule.unit(u).tasks]
         for task in (federation.tasks[federation.stream.task_names.index(name)] for name in dict.fromkeys(met)):
-            argmax, weight = slot_shares(method, task, model)
+            argmax, weight = (v.tolist() for v in expert_shares(task, method.routing_weights, model, 64))
             cells = " | ".join(f"{a:.1f} / {w:.1f}" for a, w in zip(argmax, weight, strict=True))
             print(f"| {task.name} | {cells} |")
 

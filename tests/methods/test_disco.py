@@ -39,6 +39,8 @@ def test_grouping_and_alignment() -> None:
     tokens = torch.stack([E0, E0 * 2, E1, torch.tensor([0.6, 0.8])])
     assert group_clients(tokens, [10, 10, 10, 10], 0.9, 0.001) == [0, 0, 1, 2]
     assert group_clients(tokens, [1000, 1000, 1000, 1], 0.9, 0.001) == [0, 0, 1, 1]  # tiny singleton joins nearest
+    assert group_clients(tokens, [10, 10, 10, 2], 0.9, 0.001) == [0, 0, 1, 2]         # 2 of 32: not under 0.1 %
+    assert group_clients(tokens, [10, 10, 10, 2], 0.9, 0.001, min_samples=10) == [0, 0, 1, 1]  # under the floor
     known = torch.stack([E1, torch.zeros(2), torch.zeros(2)])
     assert align_groups(torch.stack([E0, E1]), [10, 5], known, torch.tensor([3.0, 0.0, 0.0]), 0.9) == [1, 0]
 
@@ -60,27 +62,43 @@ def test_a_tasks_own_slot_is_the_one_trained_on_most_of_its_samples() -> None:
     assert own_slots(table)["chart"] == 1                  # a tie keeps the lower slot
 
 
-def test_small_late_clients_take_the_nearest_groups_slot_only_when_asked() -> None:
-    tokens, counts = torch.stack([E0, torch.zeros(2), torch.zeros(2)]), torch.tensor([100.0, 0.0, 0.0])
-    late = torch.tensor([0.8, 0.6])                        # cos 0.8 < tau 0.9 to the group and the slot
-    info = {"disco.group_tokens": E0[None], "disco.group_slots": torch.tensor([0])}
-    config = DiscoConfig(num_subspaces=3)
-    assert client_slot(config, late, tokens, counts, info, samples=2) == 1        # authors' rule: a free slot
-    small = info | {"disco.small_samples": torch.tensor([5.0])}
-    assert client_slot(config, late, tokens, counts, small, samples=2) == 0       # under the limit: the group's
-    assert client_slot(config, late, tokens, counts, small, samples=5) == 1       # not under it: a free slot
-    for flag in (False, True):  # the server sends the limit (fraction of round 0's samples) only when asked
-        coordinator = DiscoCoordinator(Disco(DiscoConfig(num_subspaces=3, small_late_clients=flag)))
-        reports = [{"client": c, "samples": n, "token": E0, "slot": torch.tensor([0]), "count": torch.tensor([n]),
-                    "skip_ids": torch.tensor([], dtype=torch.long), "tasks": {"clock": n}}
-                   for c, n in ((0, 600), (1, 400))]
+def test_a_client_under_min_slot_samples_joins_the_nearest_slot_instead_of_opening_one() -> None:
+    tokens, counts = torch.stack([E0, E1, torch.zeros(2)]), torch.tensor([100.0, 50.0, 0.0])
+    late = torch.tensor([0.8, 0.6])                        # cos 0.8 (< tau 0.9) to slot 0, 0.6 to slot 1
+    grouped = {"disco.group_tokens": E1[None], "disco.group_slots": torch.tensor([1])}
+    authors, floor = DiscoConfig(num_subspaces=3), DiscoConfig(num_subspaces=3, min_slot_samples=10)
+    for info, nearest in ((grouped, 1), ({}, 0)):          # with a stage's groups: the nearest group's slot
+        assert client_slot(authors, late, tokens, counts, info, samples=2) == 2   # authors' code: a free slot
+        assert client_slot(floor, late, tokens, counts, info, samples=2) == nearest
+        assert client_slot(floor, late, tokens, counts, info, samples=10) == 2    # not under the floor
+    empty = torch.zeros(3)                                 # nothing filled yet: the first free slot anyway
+    assert client_slot(floor, late, tokens, empty, {}, samples=2) == 0
+    with pytest.raises(Exception, match="min_slot_samples must be >= 0"):
+        DiscoConfig(min_slot_samples=-1)
+
+
+def test_the_coordinator_counts_what_each_slot_trained_on_per_round() -> None:
+    coordinator = DiscoCoordinator(Disco(DiscoConfig(num_subspaces=3)))
+    for round_index in (0, 1):
+        coordinator.observe(0, round_index, [
+            {"client": c, "samples": n, "token": E0, "slot": torch.tensor([0]), "count": torch.tensor([n]),
+             "skip_ids": torch.tensor([], dtype=torch.long), "tasks": {"clock": n}} for c, n in ((0, 600), (1, 400))])
+    assert coordinator.slot_samples == {0: {"clock": 2000}}
+    assert coordinator.counts[0] == 1000                   # tokens merge once per client and stage
+    restored = DiscoCoordinator(Disco(DiscoConfig(num_subspaces=3)))
+    restored.load_state(coordinator.state())
+    assert restored.slot_samples == coordinator.slot_samples
+    assert coordinator.method_state()[1]["slot_samples"] == {"0": {"clock": 2000}}
+
+
+def test_min_slot_samples_groups_a_small_first_round_client_with_its_nearest_group() -> None:
+    reports = [{"client": c, "samples": n, "token": t, "slot": torch.tensor([0]), "count": torch.tensor([n]),
+                "skip_ids": torch.tensor([], dtype=torch.long), "tasks": {}}
+               for c, n, t in ((0, 600, E0), (1, 400, E1), (2, 2, torch.tensor([0.6, 0.8])))]
+    for floor, groups in ((0, 3), (10, 2)):  # 2 of 1,002 samples is above the authors' 0.1 %
+        coordinator = DiscoCoordinator(Disco(DiscoConfig(num_subspaces=4, min_slot_samples=floor)))
         coordinator.observe(0, 0, reports)
-        assert "disco.small_samples" not in coordinator.round_records(0, 0)
-        records = coordinator.round_records(0, 1)
-        assert ("disco.small_samples" in records) == flag
-        if flag:
-            assert float(records["disco.small_samples"][0]) == pytest.approx(0.001 * 1000)
-        assert coordinator.slot_samples == {0: {"clock": 1000}}
+        assert len(coordinator.table[0][1]) == groups
 
 
 def test_activation_weights() -> None:

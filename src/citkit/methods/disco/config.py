@@ -39,11 +39,12 @@ class DiscoConfig:
     small_group_fraction: float = field(default=0.001, metadata={"help": (
         "A single-client group holding under this fraction of the round's samples joins the nearest "
         "group (authors' code: 0.1%).")})
-    small_late_clients: bool = field(default=False, metadata={"help": (
-        "With assignment='grouped': a client first met after a stage's first round that matches no group "
-        "above tau but holds under small_group_fraction of the first round's samples takes the nearest "
-        "group's slot, as the small-client rule does in the first round (the authors' code applies the rule "
-        "to first-round grouping only, so such a client opens a slot of its own).")})
+    min_slot_samples: int = field(default=0, metadata={"help": (
+        "A client holding fewer samples than this never opens a slot of its own: alone in a stage's first-round "
+        "grouping it joins the nearest group (as the small_group_fraction rule), and where it matches no group "
+        "or slot above tau it takes the nearest group's slot (the nearest filled slot without groups). 0 (the "
+        "authors' code): any client may open a slot, and one holding a handful of samples then takes test "
+        "samples' routing with a subspace trained on them (docs/federated.md).")})
     feature_samples: int | None = field(default=None, metadata={"help": (
         "Samples of a client's (or task's) data averaged into its identity token (default: all).")})
     feature_batch_size: int = field(default=32, metadata={"help": "Batch size of the identity-token pass."})
@@ -63,6 +64,8 @@ class DiscoConfig:
             raise ConfigError(f"disco assignment {self.assignment!r}: use 'grouped' or 'per-client'")
         if not 0 <= self.small_group_fraction < 1:
             raise ConfigError(f"disco small_group_fraction must be in [0, 1), got {self.small_group_fraction}")
+        if self.min_slot_samples < 0:
+            raise ConfigError(f"disco min_slot_samples must be >= 0, got {self.min_slot_samples}")
         if self.feature_samples is not None and self.feature_samples < 1:
             raise ConfigError(f"disco feature_samples must be >= 1 or unset, got {self.feature_samples}")
         if self.feature_batch_size < 1:

@@ -8,9 +8,9 @@ Per stage, with `assignment="grouped"` (the authors' code):
 - after round 0 the server groups that round's clients (pairwise cosine >= tau; a single client with
   under 0.1 % of the samples joins the nearest group) and aligns the groups to slots;
 - later rounds: a client takes the slot of the group whose token is nearest to its own (above tau),
-  else matches on its own; with `small_late_clients` (not in the authors' code) a client holding under
-  `small_group_fraction` of the first round's samples takes the nearest group's slot instead, as the
-  small-client rule does in the first round.
+  else matches on its own. With `min_slot_samples` (not in the authors' code) a client holding fewer
+  samples never opens a slot: it is grouped with its nearest group in the first round, and later it takes
+  the nearest group's slot (the nearest filled slot without groups).
 A client's token enters its slot's global token once per stage (a sample-weighted running mean).
 """
 
@@ -43,10 +43,12 @@ def client_slot(config: DiscoConfig, token: Tensor, tokens: Tensor | None, count
     if config.assignment == "grouped" and "disco.group_tokens" in info:
         scores = cosines(token[None], info["disco.group_tokens"])[0]  # (groups,)
         best = int(scores.argmax())
-        small = "disco.small_samples" in info and samples < float(info["disco.small_samples"].reshape(-1)[0])
-        if scores[best] >= config.threshold or small:
+        if scores[best] >= config.threshold or samples < config.min_slot_samples:
             return int(info["disco.group_slots"][best])
-    return match_slot(token, tokens, counts, config.threshold)
+    slot = match_slot(token, tokens, counts, config.threshold)
+    if samples < config.min_slot_samples and counts[slot] == 0 and bool((counts > 0).any()):
+        slot = match_slot(token, tokens, counts, -2.0)  # the nearest filled slot
+    return slot
 
 
 class DiscoCoordinator:
@@ -58,7 +60,6 @@ class DiscoCoordinator:
         self.counts = torch.zeros(self.config.num_subspaces)
         self.seen: set[tuple[int, int]] = set()             # (stage, client) whose token has been merged
         self.table: dict[int, tuple[Tensor, Tensor]] = {}   # stage -> (group tokens (G, dim), slots (G,))
-        self.first_samples: dict[int, int] = {}             # stage -> samples of its first round's clients
         self.slot_samples: dict[int, dict[str, int]] = {}   # slot -> task -> samples trained (routing report)
         self.skip_ids: list[int] = []
         self._last: dict[str, int] = {}
@@ -72,9 +73,6 @@ class DiscoCoordinator:
             records |= {"disco.tokens": self.tokens, "disco.counts": self.counts}
         if stage in self.table and round_index > 0:
             records |= {"disco.group_tokens": self.table[stage][0], "disco.group_slots": self.table[stage][1]}
-            if self.config.small_late_clients and stage in self.first_samples:
-                limit = self.config.small_group_fraction * self.first_samples[stage]
-                records["disco.small_samples"] = torch.tensor([limit])
         return records
 
     def observe(self, stage: int, round_index: int, reports: list[dict[str, Any]]) -> None:
@@ -91,8 +89,8 @@ class DiscoCoordinator:
             self.tokens = torch.zeros(self.config.num_subspaces, tokens.shape[1])
         if self.config.assignment == "grouped" and round_index == 0:
             samples = [int(r["samples"]) for r in reports]
-            self.first_samples[stage] = sum(samples)
-            groups = group_clients(tokens, samples, self.config.threshold, self.config.small_group_fraction)
+            groups = group_clients(tokens, samples, self.config.threshold, self.config.small_group_fraction,
+                                   self.config.min_slot_samples)
             count = max(groups) + 1
             group_tokens = torch.stack([tokens[[i for i, g in enumerate(groups) if g == k]].mean(0)
                                         for k in range(count)])
@@ -123,8 +121,7 @@ class DiscoCoordinator:
         tensors = dict(tensors)
         for stage, (group_tokens, slots) in self.table.items():
             tensors |= {f"table.{stage}.tokens": group_tokens, f"table.{stage}.slots": slots}
-        first = {str(stage): n for stage, n in sorted(self.first_samples.items())}
-        return tensors, extra | {"seen": sorted(self.seen), "first_samples": first}
+        return tensors, extra | {"seen": sorted(self.seen)}
 
     def load_state(self, state: tuple[dict[str, Tensor], dict[str, Any]]) -> None:
         tensors, extra = state
@@ -134,7 +131,6 @@ class DiscoCoordinator:
         self.table = {s: (tensors[f"table.{s}.tokens"], tensors[f"table.{s}.slots"]) for s in stages}
         self.seen = {(int(a), int(b)) for a, b in extra.get("seen", [])}
         self.skip_ids = [int(i) for i in extra.get("skip_ids", [])]
-        self.first_samples = {int(stage): int(n) for stage, n in extra.get("first_samples", {}).items()}
         self.slot_samples = slot_samples_from_json(extra.get("slot_samples", {}))
 
 

@@ -25,9 +25,11 @@ def match_slot(token: Tensor, tokens: Tensor, counts: Tensor, threshold: float) 
     return int((~filled).nonzero()[0])
 
 
-def group_clients(tokens: Tensor, samples: list[int], threshold: float, small_fraction: float) -> list[int]:
+def group_clients(tokens: Tensor, samples: list[int], threshold: float, small_fraction: float,
+                  min_samples: int = 0) -> list[int]:
     """Group id per client: connected components of the graph 'cosine >= threshold'; a single-client group
-    with under `small_fraction` of the samples joins the group nearest to it (authors' code)."""
+    with under `small_fraction` of the samples (authors' code) or under `min_samples` samples joins the group
+    nearest to it."""
     n = tokens.shape[0]
     parent = list(range(n))
 
@@ -46,7 +48,8 @@ def group_clients(tokens: Tensor, samples: list[int], threshold: float, small_fr
     total = max(1, sum(samples))
     for i in range(n):
         alone = roots.count(roots[i]) == 1
-        if alone and samples[i] < small_fraction * total and len(set(roots)) > 1:
+        small = samples[i] < small_fraction * total or samples[i] < min_samples
+        if alone and small and len(set(roots)) > 1:
             others = [j for j in range(n) if roots[j] != roots[i]]
             scores = cosines(tokens[i:i + 1], tokens[others])[0]
             roots[i] = roots[others[int(scores.argmax())]]
