@@ -60,6 +60,9 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
         "num_subspaces": 4, "min_slot_samples": 10}}),
     "capability-homo-b1-disco-all-linear-min10": ("disco", {"scenario": "capability", "method": {
         "num_subspaces": 4, "target_modules": ALL_LINEAR, "min_slot_samples": 10}}),
+    "task-homo-b0.5-disco-min10": ("disco", {"beta": 0.5, "method": {"min_slot_samples": 10}}),
+    "task-homo-b0.5-disco-all-linear-min10": ("disco", {"beta": 0.5, "method": {
+        "target_modules": ALL_LINEAR, "min_slot_samples": 10}}),
 }
 
 
