@@ -83,7 +83,7 @@ def test_regularisers_add_nothing_on_the_first_task_and_something_after(config_f
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     batch = next(tasks[1].batches(4))
-    assert float(method.loss(batch, model(**batch), model)[term]) > 0.0
+    assert float(method.loss(batch, model(**batch), model)[term].detach()) > 0.0
 
 
 def test_inflora_designs_a_orthogonal_to_the_stored_old_input_subspace(config_for) -> None:
