@@ -33,6 +33,7 @@ from citkit.federated.federation import ClientWorker, Federation, full_state
 from citkit.federated.local_methods import changeable_keys
 from citkit.federated.payload import from_record, record_bytes, tensor_bytes, to_record
 from citkit.federated.rundir import FederatedRunDirectory, RoundCheckpoint, rng_state, set_rng_state
+from citkit.federated.schedule import Schedule
 from citkit.federated.strategies import build_strategy, load_strategy_state, strategy_state
 from citkit.runner import evaluate_row
 
@@ -255,7 +256,7 @@ def fcit_metrics(matrix: AccuracyMatrix, met: list[list[str]]) -> dict[str, floa
 
 
 
-def unit_inference(report: dict[str, Any], schedule: Any) -> dict[str, Any]:
+def unit_inference(report: dict[str, Any], schedule: Schedule) -> dict[str, Any]:
     """A method's inference report with its per-task routing numbers averaged into the schedule's units (the
     matrix's columns), weighted by test samples; a unit of one task keeps that task's numbers."""
     routing = report.get("routing")
